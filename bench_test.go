@@ -1,0 +1,53 @@
+package resilience_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/resilience-go/resilience"
+)
+
+func nop(context.Context) error { return nil }
+
+var fourLayers = resilience.Chain(pass{}, pass{}, pass{}, pass{})
+
+// BenchmarkChain calls a four-layer chain through its Do method.
+func BenchmarkChain(b *testing.B) {
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = fourLayers.Do(ctx, nop)
+	}
+}
+
+// BenchmarkWrap calls a four-layer chain bound to its op once with Wrap.
+func BenchmarkWrap(b *testing.B) {
+	ctx := context.Background()
+	op := resilience.Wrap(fourLayers, nop)
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = op(ctx)
+	}
+}
+
+// BenchmarkDo calls a four-layer chain through the generic Do.
+func BenchmarkDo(b *testing.B) {
+	ctx := context.Background()
+	fn := func(context.Context) (int, error) { return 1, nil }
+	b.ReportAllocs()
+	for b.Loop() {
+		_, _ = resilience.Do(ctx, fourLayers, fn)
+	}
+}
+
+// BenchmarkWrapParallel is BenchmarkWrap from every P at once.
+func BenchmarkWrapParallel(b *testing.B) {
+	op := resilience.Wrap(fourLayers, nop)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := context.Background()
+		for pb.Next() {
+			_ = op(ctx)
+		}
+	})
+}

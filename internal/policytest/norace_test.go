@@ -1,0 +1,5 @@
+//go:build !race
+
+package policytest_test
+
+const raceEnabled = false

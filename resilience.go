@@ -1,0 +1,157 @@
+package resilience
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Op is one attempt at a call. It must honour ctx: return soon after ctx is
+// done, with an error that wraps ctx.Err() or context.Cause(ctx).
+type Op func(ctx context.Context) error
+
+// Policy runs an [Op] under a rule: it may refuse the call, run it once, run it
+// again, or bound it in time. Implementations keep the contract in the package
+// documentation and are safe for concurrent use.
+type Policy interface {
+	// Do runs op under the policy and returns op's error, possibly wrapped,
+	// or an error of the policy's own.
+	Do(ctx context.Context, op Op) error
+}
+
+// PolicyFunc adapts an ordinary function to a [Policy], as
+// net/http.HandlerFunc adapts a function to a Handler. The function must keep
+// the contract in the package documentation.
+type PolicyFunc func(ctx context.Context, op Op) error
+
+// Do calls f(ctx, op).
+func (f PolicyFunc) Do(ctx context.Context, op Op) error { return f(ctx, op) }
+
+// ErrRejected is matched, through errors.Is, by every error with which a
+// policy refuses a call without running it: an open circuit breaker, a full
+// bulkhead, an exhausted rate limiter. It tells an outer policy that the
+// dependency did not fail, so a breaker does not count it as a failure and a
+// retry does not retry it blindly.
+var ErrRejected = errors.New("resilience: rejected")
+
+// Chain returns a Policy that applies ps in order, ps[0] outermost:
+// Chain(a, b).Do(ctx, op) is a.Do(ctx, op') where op' runs b.Do(ctx, op).
+// Chain() runs op directly (after checking ctx) and Chain(p) is p. Chains
+// passed to Chain are flattened. Chain panics if a policy is nil.
+//
+// Each call to the returned Policy's Do allocates one small closure per inner
+// layer to bind op; bind op once with [Wrap] where the same op is called many
+// times.
+func Chain(ps ...Policy) Policy {
+	c := make(chain, 0, len(ps))
+	for i, p := range ps {
+		switch p := p.(type) {
+		case nil:
+			panic(fmt.Sprintf("resilience: Chain: policy %d is nil", i))
+		case chain:
+			c = append(c, p...)
+		case direct:
+		default:
+			c = append(c, p)
+		}
+	}
+	switch len(c) {
+	case 0:
+		return direct{}
+	case 1:
+		return c[0]
+	}
+	return c
+}
+
+// Wrap binds op to p once and returns an Op that runs op under p. Calling the
+// result allocates nothing beyond what the policies themselves allocate, even
+// when p is a [Chain]. Wrap panics if p or op is nil.
+func Wrap(p Policy, op Op) Op {
+	if p == nil {
+		panic("resilience: Wrap: nil policy")
+	}
+	if op == nil {
+		panic("resilience: Wrap: nil op")
+	}
+	if c, ok := p.(chain); ok {
+		return c.bind(op)
+	}
+	return func(ctx context.Context) error { return p.Do(ctx, op) }
+}
+
+// Do runs fn under p and returns the value from the last call to fn that p
+// made, with p's error. When p refuses the call without running fn, the value
+// is the zero T. Do is free of data races even under a policy that runs
+// attempts concurrently.
+func Do[T any](ctx context.Context, p Policy, fn func(context.Context) (T, error)) (T, error) {
+	var (
+		mu sync.Mutex
+		v  T
+	)
+	err := p.Do(ctx, func(ctx context.Context) error {
+		r, err := fn(ctx)
+		mu.Lock()
+		v = r
+		mu.Unlock()
+		return err
+	})
+	// p has returned, so every call to fn has returned (the contract), and
+	// its write to v happened before this read.
+	return v, err
+}
+
+// RetryAfter reports the first retry-after hint in err's tree, walked as
+// errors.Is walks it: the result of the RetryAfter method of the first error
+// that has one. A negative hint is reported as zero. Rejections from this
+// module's policies carry a hint, and so can any error a user defines, such as
+// one built from an HTTP 429 or 503 response with a Retry-After header.
+func RetryAfter(err error) (time.Duration, bool) {
+	for err != nil {
+		if h, ok := err.(interface{ RetryAfter() time.Duration }); ok {
+			return max(h.RetryAfter(), 0), true
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() error }:
+			err = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				if d, ok := RetryAfter(e); ok {
+					return d, true
+				}
+			}
+			return 0, false
+		default:
+			return 0, false
+		}
+	}
+	return 0, false
+}
+
+// chain is the Policy that Chain returns for two or more policies.
+type chain []Policy
+
+func (c chain) Do(ctx context.Context, op Op) error {
+	return c[0].Do(ctx, c[1:].bind(op))
+}
+
+// bind returns an Op that runs op under every policy of c, c[0] outermost.
+func (c chain) bind(op Op) Op {
+	for i := len(c) - 1; i >= 0; i-- {
+		p, next := c[i], op
+		op = func(ctx context.Context) error { return p.Do(ctx, next) }
+	}
+	return op
+}
+
+// direct is the Policy that Chain returns for no policies.
+type direct struct{}
+
+func (direct) Do(ctx context.Context, op Op) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return op(ctx)
+}

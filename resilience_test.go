@@ -1,0 +1,197 @@
+package resilience_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/internal/policytest"
+)
+
+// pass is an allocation-free policy that checks ctx and calls op.
+type pass struct{}
+
+func (pass) Do(ctx context.Context, op resilience.Op) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return op(ctx)
+}
+
+// tracer records when it enters and leaves, to show the order of layers.
+type tracer struct {
+	name string
+	log  *[]string
+}
+
+func (tr tracer) Do(ctx context.Context, op resilience.Op) error {
+	*tr.log = append(*tr.log, tr.name+" in")
+	err := op(ctx)
+	*tr.log = append(*tr.log, tr.name+" out")
+	return err
+}
+
+func TestChainOrder(t *testing.T) {
+	var log []string
+	a, b, c := tracer{"a", &log}, tracer{"b", &log}, tracer{"c", &log}
+	want := []string{"a in", "b in", "c in", "op", "c out", "b out", "a out"}
+	op := func(context.Context) error { log = append(log, "op"); return nil }
+
+	tests := []struct {
+		name  string
+		chain resilience.Policy
+	}{
+		{"flat", resilience.Chain(a, b, c)},
+		{"nested first", resilience.Chain(resilience.Chain(a, b), c)},
+		{"nested last", resilience.Chain(a, resilience.Chain(b, c))},
+		{"with empty chains", resilience.Chain(resilience.Chain(), a, b, resilience.Chain(), c)},
+	}
+	for _, tt := range tests {
+		log = nil
+		require.NoError(t, tt.chain.Do(context.Background(), op), tt.name)
+		assert.Equal(t, want, log, "%s: order through Do", tt.name)
+
+		log = nil
+		require.NoError(t, resilience.Wrap(tt.chain, op)(context.Background()), tt.name)
+		assert.Equal(t, want, log, "%s: order through Wrap", tt.name)
+	}
+}
+
+func TestChainOfOneIsThePolicy(t *testing.T) {
+	p := &struct{ pass }{}
+	assert.Same(t, p, resilience.Chain(p), "Chain(p)")
+	assert.Same(t, p, resilience.Chain(resilience.Chain(), p), "Chain(Chain(), p)")
+}
+
+func TestChainOfNoneRunsOp(t *testing.T) {
+	opErr := errors.New("op failed")
+	calls := 0
+	err := resilience.Chain().Do(context.Background(), func(context.Context) error { calls++; return opErr })
+	assert.Same(t, opErr, err, "Chain().Do returns op's error as is")
+	assert.Equal(t, 1, calls, "op calls")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err = resilience.Chain().Do(ctx, func(context.Context) error { calls++; return nil })
+	assert.Equal(t, context.Canceled, err, "Chain().Do with a cancelled ctx")
+	assert.Equal(t, 1, calls, "op is not called with a cancelled ctx")
+}
+
+func TestChainIsNotAliasedToItsArgument(t *testing.T) {
+	var log []string
+	ps := []resilience.Policy{tracer{"a", &log}, tracer{"b", &log}}
+	c := resilience.Chain(ps...)
+	ps[0] = tracer{"changed", &log}
+	require.NoError(t, c.Do(context.Background(), func(context.Context) error { return nil }))
+	assert.Equal(t, []string{"a in", "b in", "b out", "a out"}, log)
+}
+
+func TestNilArgumentsPanic(t *testing.T) {
+	op := func(context.Context) error { return nil }
+	assert.PanicsWithValue(t, "resilience: Chain: policy 1 is nil", func() { resilience.Chain(pass{}, nil) })
+	assert.PanicsWithValue(t, "resilience: Wrap: nil policy", func() { resilience.Wrap(nil, op) })
+	assert.PanicsWithValue(t, "resilience: Wrap: nil op", func() { resilience.Wrap(pass{}, nil) })
+}
+
+func TestContract(t *testing.T) {
+	tests := []struct {
+		name string
+		new  func() resilience.Policy
+	}{
+		{"Chain()", func() resilience.Policy { return resilience.Chain() }},
+		{"Chain of four", func() resilience.Policy { return resilience.Chain(pass{}, pass{}, pass{}, pass{}) }},
+		{"PolicyFunc", func() resilience.Policy {
+			return resilience.PolicyFunc(func(ctx context.Context, op resilience.Op) error { return pass{}.Do(ctx, op) })
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { policytest.Run(t, tt.new) })
+	}
+}
+
+// times calls op n times, or until ctx is done, and returns the last error.
+type times int
+
+func (n times) Do(ctx context.Context, op resilience.Op) error {
+	var err error
+	for range int(n) {
+		if err = ctx.Err(); err != nil {
+			return err
+		}
+		err = op(ctx)
+	}
+	return err
+}
+
+var errRefused = fmt.Errorf("refused: %w", resilience.ErrRejected)
+
+func TestDoReturnsTheLastAttempt(t *testing.T) {
+	attempt := 0
+	fn := func(context.Context) (int, error) {
+		attempt++
+		if attempt < 3 {
+			return attempt, fmt.Errorf("attempt %d", attempt)
+		}
+		return attempt * 10, nil
+	}
+	v, err := resilience.Do(context.Background(), times(3), fn)
+	require.NoError(t, err)
+	assert.Equal(t, 30, v, "the value of the third attempt")
+
+	attempt = 0
+	v, err = resilience.Do(context.Background(), times(2), fn)
+	assert.EqualError(t, err, "attempt 2")
+	assert.Equal(t, 2, v, "the value of the second, failed, attempt")
+
+	refuse := resilience.PolicyFunc(func(context.Context, resilience.Op) error { return errRefused })
+	s, err := resilience.Do(context.Background(), refuse, func(context.Context) (string, error) { return "ran", nil })
+	assert.ErrorIs(t, err, resilience.ErrRejected)
+	assert.Empty(t, s, "no attempt was made: the zero value")
+}
+
+// hinted is an error with a retry-after hint.
+type hinted time.Duration
+
+func (h hinted) Error() string             { return "hinted" }
+func (h hinted) RetryAfter() time.Duration { return time.Duration(h) }
+
+func TestRetryAfter(t *testing.T) {
+	tests := []struct {
+		name   string
+		err    error
+		want   time.Duration
+		wantOK bool
+	}{
+		{"nil", nil, 0, false},
+		{"no hint", errors.New("plain"), 0, false},
+		{"hint", hinted(time.Second), time.Second, true},
+		{"wrapped", fmt.Errorf("call: %w", hinted(2*time.Second)), 2 * time.Second, true},
+		{"outermost hint wins", fmt.Errorf("%w", fmt.Errorf("x: %w %w", hinted(3*time.Second), hinted(4*time.Second))), 3 * time.Second, true},
+		{"joined, second", errors.Join(errors.New("a"), fmt.Errorf("b: %w", hinted(5*time.Second))), 5 * time.Second, true},
+		{"joined, none", errors.Join(errors.New("a"), errors.New("b")), 0, false},
+		{"negative", hinted(-time.Second), 0, true},
+	}
+	for _, tt := range tests {
+		d, ok := resilience.RetryAfter(tt.err)
+		assert.Equal(t, tt.want, d, tt.name)
+		assert.Equal(t, tt.wantOK, ok, tt.name)
+	}
+}
+
+// A chain of allocation-free policies bound with Wrap allocates nothing.
+func TestWrapAllocatesNothing(t *testing.T) {
+	op := resilience.Wrap(resilience.Chain(pass{}, pass{}, pass{}, pass{}), func(context.Context) error { return nil })
+	ctx := context.Background()
+	allocs := testing.AllocsPerRun(1000, func() {
+		if err := op(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+	assert.Zero(t, allocs, "allocations per call of a Wrap-bound four-layer chain")
+}
