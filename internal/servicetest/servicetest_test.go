@@ -1,0 +1,157 @@
+package servicetest_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/resilience-go/resilience/internal/servicetest"
+)
+
+func TestDatabasesAreIsolated(t *testing.T) {
+	for _, d := range servicetest.Databases {
+		t.Run(d.Dialect, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			a, b := d.Open(t), d.Open(t)
+			assert.Equal(t, d.Dialect, a.Dialect)
+			assert.NotEqual(t, a.DSN, b.DSN, "two databases share a DSN")
+
+			_, err := a.ExecContext(ctx, "CREATE TABLE things (id INTEGER PRIMARY KEY, name VARCHAR(20))")
+			require.NoError(t, err)
+			_, err = a.ExecContext(ctx, "INSERT INTO things (id, name) VALUES (1, 'one')")
+			require.NoError(t, err)
+			var name string
+			require.NoError(t, a.QueryRowContext(ctx, "SELECT name FROM things WHERE id = 1").Scan(&name))
+			assert.Equal(t, "one", name)
+
+			_, err = b.ExecContext(ctx, "SELECT name FROM things")
+			assert.Error(t, err, "a table made in one test database is visible in another")
+		})
+	}
+}
+
+func TestDatabaseIsDroppedWhenTheTestEnds(t *testing.T) {
+	tests := []struct {
+		dialect string
+		open    func(testing.TB) *servicetest.DB
+		exists  func(t *testing.T, db *servicetest.DB, name string) bool
+		name    func(t *testing.T, dsn string) string
+	}{
+		{
+			"postgres", servicetest.Postgres,
+			func(t *testing.T, db *servicetest.DB, name string) bool {
+				var n int
+				require.NoError(t, db.QueryRow("SELECT count(*) FROM information_schema.schemata WHERE schema_name = $1", name).Scan(&n))
+				return n == 1
+			},
+			func(t *testing.T, dsn string) string {
+				u, err := url.Parse(dsn)
+				require.NoError(t, err)
+				return u.Query().Get("search_path")
+			},
+		},
+		{
+			"mysql", servicetest.MySQL,
+			func(t *testing.T, db *servicetest.DB, name string) bool {
+				var n int
+				require.NoError(t, db.QueryRow("SELECT count(*) FROM information_schema.schemata WHERE schema_name = ?", name).Scan(&n))
+				return n == 1
+			},
+			func(t *testing.T, dsn string) string {
+				cfg, err := mysql.ParseDSN(dsn)
+				require.NoError(t, err)
+				return cfg.DBName
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.dialect, func(t *testing.T) {
+			observer := tt.open(t)
+			var name string
+			t.Run("user", func(t *testing.T) {
+				db := tt.open(t)
+				name = tt.name(t, db.DSN)
+				require.NotEmpty(t, name)
+				assert.True(t, tt.exists(t, observer, name), "%s does not exist while the test runs", name)
+			})
+			assert.False(t, tt.exists(t, observer, name), "%s still exists after the test ended", name)
+		})
+	}
+}
+
+func TestBrokerAddressesAnswer(t *testing.T) {
+	tests := []struct {
+		name string
+		addr func(testing.TB) string
+	}{
+		{"redis", servicetest.RedisAddr},
+		{"nats", func(t testing.TB) string { return hostOf(t, servicetest.NATSURL(t)) }},
+		{"amqp", func(t testing.TB) string { return hostOf(t, servicetest.AMQPURL(t)) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			addr := tt.addr(t)
+			conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			require.NoError(t, err, "dial %s", addr)
+			conn.Close()
+		})
+	}
+}
+
+func hostOf(t testing.TB, rawURL string) string {
+	u, err := url.Parse(rawURL)
+	require.NoError(t, err)
+	return u.Host
+}
+
+func TestUniqueName(t *testing.T) {
+	seen := map[string]bool{}
+	for range 100 {
+		n := servicetest.UniqueName(t)
+		assert.Regexp(t, `^[a-z][a-z0-9_]*$`, n)
+		assert.False(t, seen[n], "name %s given twice", n)
+		seen[n] = true
+	}
+}
+
+// TestLookupChild calls Lookup in a child process of TestLookupSkipsOrFails.
+func TestLookupChild(t *testing.T) {
+	if os.Getenv("SERVICETEST_CHILD") != "1" {
+		t.Skip("runs only in a child process of TestLookupSkipsOrFails")
+	}
+	servicetest.Lookup(t, "RESILIENCE_TEST_UNSET_VARIABLE")
+	t.Log("Lookup returned")
+}
+
+// An unset variable skips the test, unless services are required.
+func TestLookupSkipsOrFails(t *testing.T) {
+	run := func(require string) (string, error) {
+		cmd := exec.CommandContext(context.Background(), os.Args[0], "-test.run=^TestLookupChild$", "-test.v", "-test.count=1")
+		cmd.Env = append(os.Environ(), "SERVICETEST_CHILD=1", "RESILIENCE_TEST_UNSET_VARIABLE=",
+			fmt.Sprintf("%s=%s", servicetest.RequireVar, require))
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+
+	out, err := run("")
+	assert.NoError(t, err, "an unset variable must skip, not fail:\n%s", out)
+	assert.Contains(t, out, "--- SKIP: TestLookupChild")
+	assert.Contains(t, out, "RESILIENCE_TEST_UNSET_VARIABLE is not set")
+	assert.NotContains(t, out, "Lookup returned")
+
+	out, err = run("1")
+	assert.Error(t, err, "with %s=1 an unset variable must fail:\n%s", servicetest.RequireVar, out)
+	assert.Contains(t, out, "--- FAIL: TestLookupChild")
+	assert.Contains(t, out, "RESILIENCE_TEST_UNSET_VARIABLE is not set")
+	assert.NotContains(t, out, "Lookup returned")
+}
