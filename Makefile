@@ -3,6 +3,9 @@ MODULES := $(shell find . -name go.mod -not -path './.git/*' -printf '%h\n' | so
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME ?= 10s
 TESTFLAGS ?=
+# Model-based property tests (pgregory.net/rapid): cases per test, actions per case.
+export RAPID_CHECKS ?= 1000
+export RAPID_STEPS ?= 100
 
 .PHONY: test integration bench fuzz lint deps ci
 

@@ -1,0 +1,54 @@
+// Package circuitbreaker stops calls to a dependency that keeps failing, so
+// that callers fail fast and the dependency gets room to recover.
+//
+// A [Breaker] watches the outcomes of the calls it admits in a window, either
+// the last n calls ([WithCountWindow], the default, n = 100) or the calls of
+// the last span of time ([WithTimeWindow]), and trips from [Closed] to [Open]
+// when too many of them failed ([WithFailureRate]: half of at least 20 by
+// default), were slow ([WithSlowCalls]), or failed in a row
+// ([WithConsecutiveFailures]). Open, it rejects every call at once with an
+// [*OpenError]. When the break is over it turns [HalfOpen] and admits a few
+// probe calls ([WithHalfOpenProbes]): the first that fails opens it again,
+// for twice as long up to a maximum ([WithBreakDuration]), and enough
+// successes close it.
+//
+//	b := circuitbreaker.New(circuitbreaker.WithName("payments"))
+//	err := b.Do(ctx, func(ctx context.Context) error {
+//		return payments.Charge(ctx, order)
+//	})
+//	if errors.Is(err, circuitbreaker.ErrOpen) {
+//		// Rejected without calling payments.
+//	}
+//
+// # Correctness
+//
+// Each stay in a state is an epoch of its own, and a call's outcome is
+// recorded in the epoch that admitted it: a slow call admitted while closed
+// that finishes after the breaker opened is not counted as a half-open probe.
+// The half-open state admits at most the configured number of probes at
+// once; a probe that never reports does not keep the breaker half-open, as a
+// new probe slot opens after another break. A break's end needs no
+// background goroutine: a timer sets a flag, and the next call moves the
+// breaker on.
+//
+// The caller's own cancellation is never a failure: an error returned after
+// the caller's ctx is done is ignored, and so, by default, are rejections from
+// inner policies ([resilience.ErrRejected]) and context.Canceled; see
+// [DefaultClassifier] and [WithClassifier]. A panic in the call counts as a
+// failure and propagates.
+//
+// # Manual control
+//
+// [Breaker.ForceOpen] rejects every call, [Breaker.Disable] admits every call
+// and records nothing, and [Breaker.MetricsOnly] records without ever
+// rejecting, to watch a configuration before enforcing it; [Breaker.Reset]
+// closes the breaker again. [Breaker.OpenFor] opens it for a time given from
+// outside, such as the Retry-After of an HTTP 429 or 503 response.
+//
+// # Cost
+//
+// In the closed state a successful call takes no lock and allocates nothing:
+// a load of the state and one striped atomic increment, plus one clock read
+// for a time window and two when slow calls are measured. A rejection
+// allocates nothing.
+package circuitbreaker

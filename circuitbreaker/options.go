@@ -1,0 +1,173 @@
+package circuitbreaker
+
+import (
+	"fmt"
+	"math"
+	"time"
+)
+
+// An Option configures a [Breaker] made by [New].
+type Option interface{ apply(*config) }
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+type config struct {
+	name string
+
+	// Failure-rate rule: trip when failures/calls >= ratio with calls >= minCalls.
+	ratePPM  int64 // ratio in parts per million; 0 when the rule is off
+	minCalls int64
+	rateSet  bool
+
+	// Slow-call rule: a call that takes slowAfter or longer is slow; trip when
+	// slow/calls >= slowPPM with calls >= minCalls.
+	slowAfter time.Duration
+	slowPPM   int64
+
+	// Consecutive-failure rule: trip after this many failures in a row.
+	consecutive int64
+
+	// The window: a count window of countSize calls, or a time window of
+	// span split into buckets.
+	countSize int64
+	span      time.Duration
+	buckets   int64
+
+	baseBreak, maxBreak time.Duration
+	probes              int
+
+	classify func(error) Outcome
+	observe  func(Transition)
+}
+
+func defaultConfig() config {
+	return config{
+		ratePPM:   500_000,
+		minCalls:  20,
+		countSize: 100,
+		baseBreak: 5 * time.Second,
+		maxBreak:  60 * time.Second,
+		probes:    3,
+	}
+}
+
+// WithName names the breaker in its errors, transitions and metrics.
+// Default: "".
+func WithName(name string) Option {
+	return optionFunc(func(c *config) { c.name = name })
+}
+
+// WithFailureRate sets the failure-rate rule: the breaker trips once the
+// window holds at least minCalls outcomes and failures make up ratio or more
+// of them. The rule is checked after every recorded outcome, so a success can
+// complete the minimum. Default: 0.5 and 20 (or the size of a smaller count
+// window). ratio must be in (0, 1] and minCalls at least 1, and at most the
+// size of a count window.
+func WithFailureRate(ratio float64, minCalls int) Option {
+	if !(ratio > 0 && ratio <= 1) {
+		panic(fmt.Sprintf("circuitbreaker: WithFailureRate(%v, %d): want 0 < ratio <= 1", ratio, minCalls))
+	}
+	if minCalls < 1 {
+		panic(fmt.Sprintf("circuitbreaker: WithFailureRate(%v, %d): want minCalls >= 1", ratio, minCalls))
+	}
+	return optionFunc(func(c *config) {
+		c.ratePPM, c.minCalls, c.rateSet = ppm(ratio), int64(minCalls), true
+	})
+}
+
+// WithConsecutiveFailures trips the breaker after n failures in a row. Used
+// without [WithFailureRate], it replaces the failure-rate rule; used with it,
+// either rule trips the breaker. Default: off. n must be at least 1.
+func WithConsecutiveFailures(n int) Option {
+	if n < 1 {
+		panic(fmt.Sprintf("circuitbreaker: WithConsecutiveFailures(%d): want n >= 1", n))
+	}
+	return optionFunc(func(c *config) { c.consecutive = int64(n) })
+}
+
+// WithSlowCalls counts a call that takes threshold or longer as slow, whether
+// it succeeds or fails, and trips the breaker once slow calls make up ratio or
+// more of the window (with the minimum number of calls of the failure-rate
+// rule). In the half-open state a slow probe counts as a failed one. Measuring
+// a call's duration costs two clock reads per call. Default: off. threshold
+// must be positive and ratio in (0, 1].
+func WithSlowCalls(threshold time.Duration, ratio float64) Option {
+	if threshold <= 0 {
+		panic(fmt.Sprintf("circuitbreaker: WithSlowCalls(%v, %v): want threshold > 0", threshold, ratio))
+	}
+	if !(ratio > 0 && ratio <= 1) {
+		panic(fmt.Sprintf("circuitbreaker: WithSlowCalls(%v, %v): want 0 < ratio <= 1", threshold, ratio))
+	}
+	return optionFunc(func(c *config) { c.slowAfter, c.slowPPM = threshold, ppm(ratio) })
+}
+
+// WithCountWindow makes the window the last n recorded calls. This is the
+// default, with n = 100. n must be at least 1.
+func WithCountWindow(n int) Option {
+	if n < 1 {
+		panic(fmt.Sprintf("circuitbreaker: WithCountWindow(%d): want n >= 1", n))
+	}
+	return optionFunc(func(c *config) { c.countSize, c.span, c.buckets = int64(n), 0, 0 })
+}
+
+// WithTimeWindow makes the window the calls recorded in the last span of
+// time, kept in buckets of span/buckets each on the monotonic clock: the
+// window slides one bucket at a time. A time window reads the clock once per
+// call. Default: a count window. span must be positive, buckets at least 1,
+// and span/buckets at least a millisecond.
+func WithTimeWindow(span time.Duration, buckets int) Option {
+	if span <= 0 || buckets < 1 || span/time.Duration(buckets) < time.Millisecond {
+		panic(fmt.Sprintf("circuitbreaker: WithTimeWindow(%v, %d): want span > 0, buckets >= 1 and span/buckets >= 1ms", span, buckets))
+	}
+	return optionFunc(func(c *config) { c.span, c.buckets, c.countSize = span, int64(buckets), 0 })
+}
+
+// WithBreakDuration sets how long the breaker stays open: base after it trips,
+// doubled on each consecutive re-open (a failed half-open probe) up to max,
+// and spread by ±20% jitter so that a fleet's probes do not arrive together.
+// Closing resets it to base. Default: 5s and 60s. base must be positive and
+// max at least base.
+func WithBreakDuration(base, max time.Duration) Option {
+	if base <= 0 || max < base {
+		panic(fmt.Sprintf("circuitbreaker: WithBreakDuration(%v, %v): want 0 < base <= max", base, max))
+	}
+	return optionFunc(func(c *config) { c.baseBreak, c.maxBreak = base, max })
+}
+
+// WithHalfOpenProbes sets how many calls the half-open breaker admits at once
+// as probes, and how many of them must succeed to close it; the first that
+// fails re-opens it. Default: 3. n must be at least 1.
+func WithHalfOpenProbes(n int) Option {
+	if n < 1 {
+		panic(fmt.Sprintf("circuitbreaker: WithHalfOpenProbes(%d): want n >= 1", n))
+	}
+	return optionFunc(func(c *config) { c.probes = n })
+}
+
+// WithClassifier sets how a non-nil error counts: as a [Success], a [Failure]
+// or [Ignore]d (recorded nowhere, and a half-open probe's slot is returned).
+// A nil error is always a success, and in [Breaker.Do] an error that comes
+// after the caller's own ctx is done is always ignored. Default:
+// [DefaultClassifier]. f must not be nil.
+func WithClassifier(f func(error) Outcome) Option {
+	if f == nil {
+		panic("circuitbreaker: WithClassifier(nil)")
+	}
+	return optionFunc(func(c *config) { c.classify = f })
+}
+
+// WithOnStateChange calls f after every change of state, in the order the
+// changes happened, with no lock held, on the goroutine of a call that made
+// or followed the change (never on a success in the closed state). If f
+// panics, the breaker stays consistent, later changes are still delivered,
+// and the panic is raised again in the call that delivered the change.
+// Default: none.
+func WithOnStateChange(f func(Transition)) Option {
+	return optionFunc(func(c *config) { c.observe = f })
+}
+
+// ppm converts a ratio in (0, 1] to parts per million, so that thresholds
+// compare in integers: 0.1 of 30 calls is exactly 3.
+func ppm(ratio float64) int64 { return int64(math.Round(ratio * 1e6)) }

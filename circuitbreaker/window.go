@@ -1,0 +1,270 @@
+package circuitbreaker
+
+import (
+	"math/bits"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+)
+
+// An outcome code as a window records it: a success is 0.
+const (
+	failBit uint32 = 1 << iota
+	slowBit
+)
+
+// counts are a window's totals.
+type counts struct {
+	calls, failures, slow int64
+}
+
+// add counts one outcome with the given code.
+func (c *counts) add(code uint32) {
+	c.calls++
+	if code&failBit != 0 {
+		c.failures++
+	}
+	if code&slowBit != 0 {
+		c.slow++
+	}
+}
+
+// Successes, by far the most common outcome, and rejections are counted in
+// striped counters, so that goroutines running at once mostly write
+// different cache lines. A goroutine picks its stripe by the address of its
+// stack: free to compute, stable while the goroutine runs, and different for
+// goroutines that run side by side. Two goroutines that share a stripe
+// still count correctly; they only contend.
+
+// counter is an atomic counter alone on its cache lines.
+type counter struct {
+	n atomic.Int64
+	_ [120]byte
+}
+
+// stripes is a set of counters, one per stripe.
+type stripes []counter
+
+// newStripes returns a power of two of counters, at least twice GOMAXPROCS
+// and at most 64.
+func newStripes() stripes { return make(stripes, stripeCount()) }
+
+func stripeCount() int {
+	return 1 << bits.Len(uint(min(max(2*runtime.GOMAXPROCS(0), 4), 64)-1))
+}
+
+// stripe returns the calling goroutine's stripe in [0, mask].
+func stripe(mask int) int {
+	var onStack byte
+	h := (uint64(uintptr(unsafe.Pointer(&onStack))) >> 11) * 0x9E3779B97F4A7C15
+	return int(h>>40) & mask
+}
+
+// add adds d to the calling goroutine's stripe.
+func (s stripes) add(d int64) { s[stripe(len(s)-1)].n.Add(d) }
+
+func (s stripes) sum() int64 {
+	var t int64
+	for i := range s {
+		t += s[i].n.Load()
+	}
+	return t
+}
+
+// positions is a FIFO of the positions (outcome numbers) of the failures or
+// slow calls in a count window.
+type positions struct {
+	buf     []int64
+	head, n int
+}
+
+func (p *positions) push(pos int64, capacity int64) {
+	if p.buf == nil {
+		p.buf = make([]int64, capacity)
+	}
+	p.buf[(p.head+p.n)%len(p.buf)] = pos
+	p.n++
+}
+
+// evict drops the positions at or before upTo.
+func (p *positions) evict(upTo int64) {
+	for p.n > 0 && p.buf[p.head] <= upTo {
+		p.head = (p.head + 1) % len(p.buf)
+		p.n--
+	}
+}
+
+// countWindow holds the outcomes of the last size calls. A success that
+// cannot trip the breaker costs one striped increment; failures and slow calls
+// are recorded under a lock with their positions, and the window's totals are
+// derived from them: the failures in the window are those whose position is
+// within size of the number of outcomes so far.
+type countWindow struct {
+	size, minCalls int64
+	reached        atomic.Bool // at least minCalls outcomes: a success cannot trip
+	hits           stripes     // successes recorded without the lock
+
+	mu          sync.Mutex
+	locked      int64 // outcomes recorded under mu
+	fails, slow positions
+}
+
+// newCountWindow returns a window of the last size calls that evaluates the
+// thresholds once it holds minCalls of them.
+func newCountWindow(size, minCalls int64) *countWindow {
+	w := &countWindow{size: size, minCalls: minCalls, hits: newStripes()}
+	w.reached.Store(minCalls == 0)
+	return w
+}
+
+// success records a success and reports whether the thresholds need a check:
+// only while the window has fewer than minCalls outcomes can a success
+// complete the minimum and trip the breaker.
+func (w *countWindow) success() bool {
+	w.hits.add(1)
+	return !w.reached.Load()
+}
+
+// add records a failure or slow call (code != 0) under the lock, or nothing
+// for code 0, and returns the window's totals.
+func (w *countWindow) add(code uint32) counts {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if code != 0 {
+		w.locked++
+	}
+	total := w.hits.sum() + w.locked
+	// Evict first: the positions left are then within size-1 of total,
+	// which leaves room for this one.
+	w.fails.evict(total - w.size)
+	w.slow.evict(total - w.size)
+	if code&failBit != 0 {
+		w.fails.push(total, w.size)
+	}
+	if code&slowBit != 0 {
+		w.slow.push(total, w.size)
+	}
+	if total >= w.minCalls {
+		w.reached.Store(true)
+	}
+	return counts{calls: min(total, w.size), failures: int64(w.fails.n), slow: int64(w.slow.n)}
+}
+
+// counts returns the window's totals.
+func (w *countWindow) counts() counts { return w.add(0) }
+
+// timeWindow holds the outcomes recorded in the last n bucket widths of the
+// monotonic clock. A success that cannot trip the breaker costs two striped
+// increments (the stripe's total and its bucket) on one cache line; failures
+// and slow calls are recorded under a lock. Moving to a new bucket takes the
+// lock, once per bucket width, and subtracts the buckets it evicts.
+//
+// The totals never go negative: a success is added to its stripe's total
+// before its bucket, and an evicted bucket is swapped to zero before its
+// count is subtracted from the total.
+type timeWindow struct {
+	width       time.Duration
+	n, minCalls int64
+	head        atomic.Int64 // index of the newest bucket, in widths since the breaker's start
+	// check is set when a success may trip the breaker: the window has
+	// fewer than minCalls calls, or evicted outcomes since the thresholds
+	// were last checked.
+	check atomic.Bool
+
+	// cells[s*stride] is stripe s's count of successes in the window, and
+	// cells[s*stride+1+b] its count in bucket b.
+	cells          []atomic.Int64
+	stride, stripe int
+
+	mu     sync.Mutex
+	locked []counts // per bucket, outcomes recorded under mu
+	sum    counts   // totals of locked
+}
+
+// newTimeWindow returns a window of span split in n buckets, starting at
+// now, that checks the thresholds once it holds minCalls calls.
+func newTimeWindow(span time.Duration, n, minCalls int64, now time.Duration) *timeWindow {
+	stripes := stripeCount()
+	stride := int((n + 1 + 15) / 16 * 16) // whole 128-byte lines per stripe
+	w := &timeWindow{
+		width: span / time.Duration(n), n: n, minCalls: minCalls,
+		cells: make([]atomic.Int64, stripes*stride), stride: stride, stripe: stripes - 1,
+		locked: make([]counts, n),
+	}
+	w.head.Store(int64(now / w.width))
+	w.check.Store(minCalls > 0)
+	return w
+}
+
+// success records a success at now and reports whether the thresholds need
+// a check.
+func (w *timeWindow) success(now time.Duration) bool {
+	idx := int64(now / w.width)
+	if head := w.head.Load(); idx > head {
+		w.mu.Lock()
+		w.advanceLocked(idx)
+		w.mu.Unlock()
+	} else if idx <= head-w.n {
+		return false // finished a whole window ago
+	}
+	base := stripe(w.stripe) * w.stride
+	w.cells[base].Add(1)
+	w.cells[base+1+int(idx%w.n)].Add(1)
+	return w.check.Load()
+}
+
+// add records a failure or slow call (code != 0) at now, or nothing for code
+// 0, and returns the window's totals, which the caller checks against the
+// thresholds.
+func (w *timeWindow) add(now time.Duration, code uint32) counts {
+	return w.addLocked(now, code, true)
+}
+
+// countsAt returns the totals of the window that ends at now.
+func (w *timeWindow) countsAt(now time.Duration) counts {
+	return w.addLocked(now, 0, false)
+}
+
+func (w *timeWindow) addLocked(now time.Duration, code uint32, checking bool) counts {
+	idx := int64(now / w.width)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.advanceLocked(idx)
+	if code != 0 && idx > w.head.Load()-w.n {
+		w.locked[idx%w.n].add(code)
+		w.sum.add(code)
+	}
+	c := w.sum
+	for s := 0; s <= w.stripe; s++ {
+		c.calls += w.cells[s*w.stride].Load()
+	}
+	if checking {
+		w.check.Store(c.calls < w.minCalls)
+	}
+	return c
+}
+
+// advanceLocked makes idx the newest bucket, emptying the buckets that fall
+// out of the window.
+func (w *timeWindow) advanceLocked(idx int64) {
+	head := w.head.Load()
+	if idx <= head {
+		return
+	}
+	for i := max(head+1, idx-w.n+1); i <= idx; i++ {
+		b := int(i % w.n)
+		for s := 0; s <= w.stripe; s++ {
+			base := s * w.stride
+			w.cells[base].Add(-w.cells[base+1+b].Swap(0))
+		}
+		l := &w.locked[b]
+		w.sum.calls -= l.calls
+		w.sum.failures -= l.failures
+		w.sum.slow -= l.slow
+		*l = counts{}
+	}
+	w.head.Store(idx)
+	w.check.Store(true)
+}
