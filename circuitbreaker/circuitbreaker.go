@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/internal/stripe"
 )
 
 // State is the state of a [Breaker].
@@ -156,7 +157,7 @@ type Breaker struct {
 	cfg        config
 	start      time.Time // the origin of the breaker's monotonic clock
 	cur        atomic.Pointer[epoch]
-	rejections stripes
+	rejections stripe.Counter
 	disabled   func(error) // done for Allow while Disabled
 	jitter     func() float64
 
@@ -236,7 +237,7 @@ func newWithConfig(cfg config) *Breaker {
 		panic(fmt.Sprintf("circuitbreaker: WithFailureRate minimum of %d calls exceeds WithCountWindow(%d): the breaker could never trip",
 			cfg.minCalls, cfg.countSize))
 	}
-	b := &Breaker{cfg: cfg, start: time.Now(), rejections: newStripes(), jitter: rand.Float64}
+	b := &Breaker{cfg: cfg, start: time.Now(), rejections: stripe.NewCounter(), jitter: rand.Float64}
 	b.disabled = func(error) {}
 	b.mu.Lock()
 	b.setLocked(Closed, 0, 0)
@@ -267,7 +268,7 @@ func (b *Breaker) Do(ctx context.Context, op resilience.Op) error {
 		}
 	case Open:
 		if !p.ep.elapsed.Load() {
-			b.rejections.add(1)
+			b.rejections.Add(1)
 			return p.ep.err
 		}
 		fallthrough
@@ -316,7 +317,7 @@ func (b *Breaker) Allow() (done func(error), err error) {
 		p.start = b.now()
 	case Open:
 		if !p.ep.elapsed.Load() {
-			b.rejections.add(1)
+			b.rejections.Add(1)
 			return nil, p.ep.err
 		}
 		fallthrough
@@ -397,7 +398,7 @@ func (b *Breaker) admit() (permit, error) {
 		err = ep.err
 	}
 	if err != nil {
-		b.rejections.add(1)
+		b.rejections.Add(1)
 	}
 	b.mu.Unlock()
 	b.deliver()
@@ -655,7 +656,7 @@ func (b *Breaker) Metrics() Metrics {
 }
 
 func (b *Breaker) metricsOf(ep *epoch, now time.Duration) Metrics {
-	m := Metrics{State: ep.state, Rejections: b.rejections.sum()}
+	m := Metrics{State: ep.state, Rejections: b.rejections.Sum()}
 	c := ep.frozen
 	switch {
 	case ep.cw != nil:

@@ -1,12 +1,11 @@
 package circuitbreaker
 
 import (
-	"math/bits"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
+
+	"github.com/resilience-go/resilience/internal/stripe"
 )
 
 // An outcome code as a window records it: a success is 0.
@@ -29,48 +28,6 @@ func (c *counts) add(code uint32) {
 	if code&slowBit != 0 {
 		c.slow++
 	}
-}
-
-// Successes, by far the most common outcome, and rejections are counted in
-// striped counters, so that goroutines running at once mostly write
-// different cache lines. A goroutine picks its stripe by the address of its
-// stack: free to compute, stable while the goroutine runs, and different for
-// goroutines that run side by side. Two goroutines that share a stripe
-// still count correctly; they only contend.
-
-// counter is an atomic counter alone on its cache lines.
-type counter struct {
-	n atomic.Int64
-	_ [120]byte
-}
-
-// stripes is a set of counters, one per stripe.
-type stripes []counter
-
-// newStripes returns a power of two of counters, at least twice GOMAXPROCS
-// and at most 64.
-func newStripes() stripes { return make(stripes, stripeCount()) }
-
-func stripeCount() int {
-	return 1 << bits.Len(uint(min(max(2*runtime.GOMAXPROCS(0), 4), 64)-1))
-}
-
-// stripe returns the calling goroutine's stripe in [0, mask].
-func stripe(mask int) int {
-	var onStack byte
-	h := (uint64(uintptr(unsafe.Pointer(&onStack))) >> 11) * 0x9E3779B97F4A7C15
-	return int(h>>40) & mask
-}
-
-// add adds d to the calling goroutine's stripe.
-func (s stripes) add(d int64) { s[stripe(len(s)-1)].n.Add(d) }
-
-func (s stripes) sum() int64 {
-	var t int64
-	for i := range s {
-		t += s[i].n.Load()
-	}
-	return t
 }
 
 // positions is a FIFO of the positions (outcome numbers) of the failures or
@@ -103,8 +60,8 @@ func (p *positions) evict(upTo int64) {
 // within size of the number of outcomes so far.
 type countWindow struct {
 	size, minCalls int64
-	reached        atomic.Bool // at least minCalls outcomes: a success cannot trip
-	hits           stripes     // successes recorded without the lock
+	reached        atomic.Bool    // at least minCalls outcomes: a success cannot trip
+	hits           stripe.Counter // successes recorded without the lock, striped
 
 	mu          sync.Mutex
 	locked      int64 // outcomes recorded under mu
@@ -114,7 +71,7 @@ type countWindow struct {
 // newCountWindow returns a window of the last size calls that evaluates the
 // thresholds once it holds minCalls of them.
 func newCountWindow(size, minCalls int64) *countWindow {
-	w := &countWindow{size: size, minCalls: minCalls, hits: newStripes()}
+	w := &countWindow{size: size, minCalls: minCalls, hits: stripe.NewCounter()}
 	w.reached.Store(minCalls == 0)
 	return w
 }
@@ -123,7 +80,7 @@ func newCountWindow(size, minCalls int64) *countWindow {
 // only while the window has fewer than minCalls outcomes can a success
 // complete the minimum and trip the breaker.
 func (w *countWindow) success() bool {
-	w.hits.add(1)
+	w.hits.Add(1)
 	return !w.reached.Load()
 }
 
@@ -135,7 +92,7 @@ func (w *countWindow) add(code uint32) counts {
 	if code != 0 {
 		w.locked++
 	}
-	total := w.hits.sum() + w.locked
+	total := w.hits.Sum() + w.locked
 	// Evict first: the positions left are then within size-1 of total,
 	// which leaves room for this one.
 	w.fails.evict(total - w.size)
@@ -186,7 +143,7 @@ type timeWindow struct {
 // newTimeWindow returns a window of span split in n buckets, starting at
 // now, that checks the thresholds once it holds minCalls calls.
 func newTimeWindow(span time.Duration, n, minCalls int64, now time.Duration) *timeWindow {
-	stripes := stripeCount()
+	stripes := stripe.Count()
 	stride := int((n + 1 + 15) / 16 * 16) // whole 128-byte lines per stripe
 	w := &timeWindow{
 		width: span / time.Duration(n), n: n, minCalls: minCalls,
@@ -209,7 +166,7 @@ func (w *timeWindow) success(now time.Duration) bool {
 	} else if idx <= head-w.n {
 		return false // finished a whole window ago
 	}
-	base := stripe(w.stripe) * w.stride
+	base := stripe.Index(w.stripe) * w.stride
 	w.cells[base].Add(1)
 	w.cells[base+1+int(idx%w.n)].Add(1)
 	return w.check.Load()
