@@ -3,8 +3,12 @@ package resilience_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/circuitbreaker"
+	"github.com/resilience-go/resilience/retry"
+	"github.com/resilience-go/resilience/timeout"
 )
 
 func nop(context.Context) error { return nil }
@@ -50,4 +54,26 @@ func BenchmarkWrapParallel(b *testing.B) {
 			_ = op(ctx)
 		}
 	})
+}
+
+// BenchmarkRetryBreakerTimeout is the success path of Chain(retry,
+// circuitbreaker, timeout), bound with Wrap; compare BenchmarkTimeoutAlone.
+func BenchmarkRetryBreakerTimeout(b *testing.B) {
+	op := resilience.Wrap(resilience.Chain(retry.New(), circuitbreaker.New(), timeout.New(time.Second)), nop)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = op(ctx)
+	}
+}
+
+// BenchmarkTimeoutAlone is the timeout of BenchmarkRetryBreakerTimeout on
+// its own.
+func BenchmarkTimeoutAlone(b *testing.B) {
+	op := resilience.Wrap(timeout.New(time.Second), nop)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = op(ctx)
+	}
 }

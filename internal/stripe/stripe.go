@@ -13,10 +13,11 @@ import (
 	"unsafe"
 )
 
-// Count returns the number of stripes to use: a power of two, at least twice
-// GOMAXPROCS (and at least 4), at most 64.
+// Count returns the number of stripes to use: a power of two, at least four
+// times GOMAXPROCS and at least 16, so that goroutines running side by side
+// seldom share one, and at most 64.
 func Count() int {
-	return 1 << bits.Len(uint(min(max(2*runtime.GOMAXPROCS(0), 4), 64)-1))
+	return 1 << bits.Len(uint(min(max(4*runtime.GOMAXPROCS(0), 16), 64)-1))
 }
 
 // Index returns the calling goroutine's stripe in [0, mask], where mask is

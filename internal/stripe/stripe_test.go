@@ -11,7 +11,7 @@ import (
 
 func TestCount(t *testing.T) {
 	n := stripe.Count()
-	assert.GreaterOrEqual(t, n, 4)
+	assert.GreaterOrEqual(t, n, 16)
 	assert.LessOrEqual(t, n, 64)
 	assert.Zero(t, n&(n-1), "%d stripes: not a power of two", n)
 }
