@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -60,9 +61,16 @@ const (
 )
 
 // ErrOpen is matched by every rejection of a Breaker: errors.Is(err, ErrOpen)
-// holds for an [*OpenError] and for [ErrForcedOpen]. Both also match
-// [resilience.ErrRejected].
-var ErrOpen = errors.New("circuitbreaker: open")
+// holds for an [*OpenError] and for [ErrForcedOpen]. ErrOpen and both of
+// them also match [resilience.ErrRejected].
+var ErrOpen error = rejection("circuitbreaker: open")
+
+// rejection is a sentinel error that matches resilience.ErrRejected.
+type rejection string
+
+func (r rejection) Error() string { return string(r) }
+
+func (r rejection) Is(target error) bool { return target == resilience.ErrRejected }
 
 // ErrForcedOpen is returned by a Breaker in the [ForcedOpen] state. It
 // matches [ErrOpen] and [resilience.ErrRejected] and carries no retry-after
@@ -84,20 +92,25 @@ func (forcedOpenError) Is(target error) bool {
 // call again. One OpenError is made per state change and shared by the
 // rejections it causes, so a rejection allocates nothing.
 type OpenError struct {
-	// Name is the breaker's name (see [WithName]).
-	Name string
-	// State is Open or HalfOpen.
-	State State
-
-	b  *Breaker
-	ep *epoch
+	name  string
+	state State
+	b     *Breaker
+	ep    *epoch
 }
 
+// Name returns the name of the breaker that rejected the call (see
+// [WithName]).
+func (e *OpenError) Name() string { return e.name }
+
+// State returns the state the breaker rejected the call in: Open or
+// HalfOpen.
+func (e *OpenError) State() State { return e.state }
+
 func (e *OpenError) Error() string {
-	if e.Name == "" {
-		return "circuitbreaker: " + e.State.String()
+	if e.name == "" {
+		return "circuitbreaker: " + e.state.String()
 	}
-	return "circuitbreaker: " + e.Name + ": " + e.State.String()
+	return "circuitbreaker: " + e.name + ": " + e.state.String()
 }
 
 // Is reports whether target is [ErrOpen] or [resilience.ErrRejected].
@@ -106,10 +119,22 @@ func (e *OpenError) Is(target error) bool {
 }
 
 // RetryAfter returns how long from now until the breaker admits a call again:
-// the rest of the break while Open, and until the next probe slot opens while
-// HalfOpen. It is zero once that time has passed.
+// the rest of the break while Open, and until a silent probe's slot is given
+// to another call while HalfOpen. It is zero once that time has passed.
 func (e *OpenError) RetryAfter() time.Duration {
-	return max(time.Duration(e.ep.readyAt.Load())-e.b.now(), 0)
+	if e.ep == nil {
+		return 0
+	}
+	d := time.Duration(e.ep.readyAt.Load()) - e.b.now()
+	if d > 0 {
+		return d
+	}
+	if e.ep.elapsed != nil {
+		// The break is over: let the next call check the clock even if
+		// the break's timer has not fired yet.
+		e.ep.elapsed.Store(true)
+	}
+	return 0
 }
 
 // Transition describes a change of a Breaker's state; see [WithOnStateChange].
@@ -148,8 +173,8 @@ type Metrics struct {
 // want [Breaker.Do]; [Breaker.Allow] serves code that cannot pass a closure.
 // The zero value is not usable.
 //
-// The closed state's fast path takes no lock: it loads the state and records
-// the outcome with a few atomic operations. Each state lives in an epoch of
+// In the closed state a success takes no lock: it loads the state and counts
+// itself in a striped counter. Each state lives in an epoch of
 // its own; a call records its outcome in the epoch that admitted it, so a
 // result that arrives after the state has changed is never counted in the
 // new state.
@@ -160,6 +185,8 @@ type Breaker struct {
 	rejections stripe.Counter
 	disabled   func(error) // done for Allow while Disabled
 	jitter     func() float64
+
+	pending atomic.Int32 // len(events), read without the lock
 
 	mu sync.Mutex
 	// Guarded by mu:
@@ -179,10 +206,13 @@ type epoch struct {
 	state State
 
 	// Closed and MetricsOnly: the live window (exactly one is set).
-	cw     *countWindow
-	tw     *timeWindow
+	cw   *countWindow
+	tw   *timeWindow
+	done func(error) // the done func that Allow hands out
+	_    [64]byte    // keeps consec, written on failures, off the line every call reads
+	// consec counts failures since the last success.
 	consec atomic.Int64
-	done   func(error) // the done func that Allow hands out
+	_      [56]byte
 
 	// Open, HalfOpen and ForcedOpen: the window that tripped the breaker.
 	frozen counts
@@ -191,8 +221,8 @@ type epoch struct {
 	err      error         // the rejection
 	breakDur time.Duration // the break that led here
 	readyAt  atomic.Int64  // when a call may be admitted again, on b.now()
-	elapsed  atomic.Bool   // Open: the break is (nearly) over; check the clock
-	timer    *time.Timer   // Open: sets elapsed
+	elapsed  *atomic.Bool  // Open: the break is (nearly) over; check the clock
+	timer    *time.Timer   // Open: sets elapsed, and holds nothing else
 
 	// HalfOpen, guarded by b.mu: the probes out, oldest first, and the
 	// successes so far.
@@ -255,7 +285,9 @@ func (b *Breaker) now() time.Duration { return time.Since(b.start) }
 // op's error as is. If the breaker rejects the call, Do returns an
 // [*OpenError] or [ErrForcedOpen] without calling op. If ctx is already
 // done, Do returns ctx.Err(). A panic in op counts as a failure and
-// propagates.
+// propagates. An error that op returns after the caller cancelled ctx is
+// ignored; one after the caller's deadline passed is classified as usual (by
+// default a failure: the dependency did not answer in time).
 func (b *Breaker) Do(ctx context.Context, op resilience.Op) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -266,6 +298,11 @@ func (b *Breaker) Do(ctx context.Context, op resilience.Op) error {
 		if b.cfg.slowAfter > 0 {
 			p.start = b.now()
 		}
+	case Disabled:
+		return op(ctx)
+	case ForcedOpen:
+		b.rejections.Add(1)
+		return ErrForcedOpen
 	case Open:
 		if !p.ep.elapsed.Load() {
 			b.rejections.Add(1)
@@ -275,16 +312,18 @@ func (b *Breaker) Do(ctx context.Context, op resilience.Op) error {
 	default:
 		var err error
 		if p, err = b.admit(); err != nil {
+			b.deliver()
 			return err
 		}
 		if p.ep.state == Disabled {
+			b.deliver()
 			return op(ctx)
 		}
 	}
 	finished := false
 	defer func() {
-		if !finished { // op panicked
-			b.record(p, Failure)
+		if !finished { // op panicked: count it, and leave the delivery of
+			b.record(p, Failure) // any transition to a later call
 		}
 	}()
 	err := op(ctx)
@@ -292,21 +331,23 @@ func (b *Breaker) Do(ctx context.Context, op resilience.Op) error {
 	o := Success
 	if err != nil {
 		o = Ignore
-		if ctx.Err() == nil {
+		if ctx.Err() != context.Canceled {
 			o = b.classify(err)
 		}
 	}
 	b.record(p, o)
+	b.deliver()
 	return err
 }
 
 // Allow asks the breaker to admit one call. If it does, the caller makes the
 // call and then calls done exactly once with the call's error (nil for
-// success); the error is classified as in Do, except that Allow cannot see
-// the caller's ctx, so cancellation is recognised only by the classifier
-// (the default ignores context.Canceled). If the breaker rejects the call,
-// Allow returns the same error Do would. Allow allocates nothing in the
-// closed state unless slow calls are measured.
+// success); a second call of a closed-state done counts again. The error is
+// classified as in Do, except that Allow cannot see the caller's ctx, so
+// cancellation is recognised only by the classifier (the default ignores
+// context.Canceled). If the breaker rejects the call, Allow returns the same
+// error Do would. Allow allocates nothing in the closed state unless slow
+// calls are measured.
 func (b *Breaker) Allow() (done func(error), err error) {
 	p := permit{ep: b.cur.Load()}
 	switch p.ep.state {
@@ -315,6 +356,11 @@ func (b *Breaker) Allow() (done func(error), err error) {
 			return p.ep.done, nil
 		}
 		p.start = b.now()
+	case Disabled:
+		return b.disabled, nil
+	case ForcedOpen:
+		b.rejections.Add(1)
+		return nil, ErrForcedOpen
 	case Open:
 		if !p.ep.elapsed.Load() {
 			b.rejections.Add(1)
@@ -323,8 +369,10 @@ func (b *Breaker) Allow() (done func(error), err error) {
 		fallthrough
 	default:
 		if p, err = b.admit(); err != nil {
+			b.deliver()
 			return nil, err
 		}
+		b.deliverHolding(p)
 		if p.ep.state == Disabled {
 			return b.disabled, nil
 		}
@@ -335,6 +383,7 @@ func (b *Breaker) Allow() (done func(error), err error) {
 	return func(err error) {
 		if once.CompareAndSwap(false, true) {
 			b.record(p, b.classify(err))
+			b.deliver()
 		}
 	}, nil
 }
@@ -370,7 +419,8 @@ func (b *Breaker) classify(err error) Outcome {
 
 // admit decides, under the lock, on a call that the fast path could not
 // admit: the break may be over, the breaker may be half-open, or its state
-// may have just changed.
+// may have just changed. It queues transitions without delivering them: the
+// caller delivers once it holds nothing an observer's panic could leak.
 func (b *Breaker) admit() (permit, error) {
 	now := b.now()
 	b.mu.Lock()
@@ -401,7 +451,6 @@ func (b *Breaker) admit() (permit, error) {
 		b.rejections.Add(1)
 	}
 	b.mu.Unlock()
-	b.deliver()
 	return p, err
 }
 
@@ -452,14 +501,14 @@ func (b *Breaker) recordClosed(p permit, o Outcome) {
 	switch {
 	case code == 0 && ep.cw != nil:
 		if ep.cw.success() {
-			c = ep.cw.counts()
+			c = ep.cw.add(0, true)
 		}
 	case code == 0:
 		if ep.tw.success(now) {
 			c = ep.tw.add(now, 0)
 		}
 	case ep.cw != nil:
-		c = ep.cw.add(code)
+		c = ep.cw.add(code, true)
 	default:
 		c = ep.tw.add(now, code)
 	}
@@ -485,7 +534,6 @@ func (b *Breaker) trip(ep *epoch) {
 		b.setLocked(Open, b.breakDuration(), b.now())
 	}
 	b.mu.Unlock()
-	b.deliver()
 }
 
 func (b *Breaker) recordProbe(p permit, o Outcome) {
@@ -515,7 +563,6 @@ func (b *Breaker) recordProbe(p permit, o Outcome) {
 		}
 	}
 	b.mu.Unlock()
-	b.deliver()
 }
 
 // windowMin is the number of calls from which a window's ratios are checked:
@@ -528,7 +575,9 @@ func (b *Breaker) windowMin() int64 {
 }
 
 // breakDuration returns the next break: the base doubled once per
-// consecutive re-open, capped at the maximum, then spread by ±20%.
+// consecutive re-open, capped at the maximum, then spread by ±20% without
+// passing the maximum (the spread stays below it, so that breakers at the
+// maximum do not all end together).
 func (b *Breaker) breakDuration() time.Duration {
 	d := b.cfg.baseBreak
 	for i := 0; i < b.reopens && d < b.cfg.maxBreak; i++ {
@@ -539,7 +588,9 @@ func (b *Breaker) breakDuration() time.Duration {
 		d *= 2
 	}
 	d = min(d, b.cfg.maxBreak)
-	return time.Duration(float64(d) * (0.8 + 0.4*b.jitter()))
+	lo := float64(d) * 0.8
+	hi := min(float64(d)*1.2, float64(b.cfg.maxBreak))
+	return time.Duration(lo + (hi-lo)*b.jitter())
 }
 
 // setLocked starts a new epoch in state s and queues the transition. For
@@ -556,14 +607,17 @@ func (b *Breaker) setLocked(s State, breakDur, now time.Duration) *epoch {
 		}
 		ep.done = func(err error) { b.record(permit{ep: ep}, b.classify(err)) }
 	case Open:
-		ep.err = &OpenError{Name: b.cfg.name, State: Open, b: b, ep: ep}
-		ep.readyAt.Store(int64(now + breakDur))
+		ep.err = &OpenError{name: b.cfg.name, state: Open, b: b, ep: ep}
+		ep.readyAt.Store(int64(addSat(now, breakDur)))
 		// The timer fires a little early, so that the flag is surely set
 		// when the break ends; from then on calls take the slow path,
-		// which compares the clock with readyAt exactly.
-		ep.timer = time.AfterFunc(breakDur-min(breakDur/2, timerLead), func() { ep.elapsed.Store(true) })
+		// which compares the clock with readyAt exactly. It holds the flag
+		// alone, so that a long break keeps no breaker alive.
+		elapsed := new(atomic.Bool)
+		ep.elapsed = elapsed
+		ep.timer = time.AfterFunc(breakDur-min(breakDur/2, timerLead), func() { elapsed.Store(true) })
 	case HalfOpen:
-		ep.err = &OpenError{Name: b.cfg.name, State: HalfOpen, b: b, ep: ep}
+		ep.err = &OpenError{name: b.cfg.name, state: HalfOpen, b: b, ep: ep}
 		ep.probes = make([]probe, 0, b.cfg.probes)
 	case ForcedOpen:
 		ep.err = ErrForcedOpen
@@ -587,15 +641,26 @@ func (b *Breaker) setLocked(s State, breakDur, now time.Duration) *epoch {
 			t.Break = breakDur
 		}
 		b.events = append(b.events, t)
+		b.pending.Store(int32(len(b.events)))
 	}
 	return ep
 }
 
+// addSat returns a+b, or the largest duration if that overflows.
+func addSat(a, b time.Duration) time.Duration {
+	if b > 0 && a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
+}
+
 // deliver hands queued transitions to the observer, in order, outside the
 // lock. One goroutine delivers at a time; the others leave their transitions
-// to it.
+// to it. If the observer panics, deliver hands it the rest of the queue and
+// then panics with the first value; if it exits its goroutine, the rest
+// stays queued for the next call.
 func (b *Breaker) deliver() {
-	if b.cfg.observe == nil {
+	if b.pending.Load() == 0 {
 		return
 	}
 	b.mu.Lock()
@@ -604,22 +669,44 @@ func (b *Breaker) deliver() {
 		return
 	}
 	b.delivering = true
+	locked := true
+	defer func() { // also when the observer ends its goroutine
+		if !locked {
+			b.mu.Lock()
+		}
+		b.delivering = false
+		b.mu.Unlock()
+	}()
 	var panicked any
 	for len(b.events) > 0 {
 		t := b.events[0]
 		b.events = b.events[1:]
+		b.pending.Store(int32(len(b.events)))
 		b.mu.Unlock()
+		locked = false
 		if v := b.observe(t); v != nil && panicked == nil {
 			panicked = v
 		}
 		b.mu.Lock()
+		locked = true
 	}
 	b.events = nil
-	b.delivering = false
-	b.mu.Unlock()
 	if panicked != nil {
 		panic(panicked)
 	}
+}
+
+// deliverHolding delivers while the caller holds permit p: if the observer
+// panics or exits, p is given back before the panic goes on.
+func (b *Breaker) deliverHolding(p permit) {
+	ok := false
+	defer func() {
+		if !ok {
+			b.record(p, Ignore)
+		}
+	}()
+	b.deliver()
+	ok = true
 }
 
 // observe calls the observer and returns what it panicked with.
@@ -712,7 +799,7 @@ func (b *Breaker) OpenFor(d time.Duration) {
 	case Closed, HalfOpen:
 		b.setLocked(Open, d, now)
 	case Open:
-		if time.Duration(ep.readyAt.Load()) < now+d {
+		if time.Duration(ep.readyAt.Load()) < addSat(now, d) {
 			b.setLocked(Open, d, now)
 		}
 	}

@@ -42,42 +42,48 @@ func TestContract(t *testing.T) {
 }
 
 func TestTripsOnFailureRateAfterMinimumCalls(t *testing.T) {
-	b := cb.New(cb.WithFailureRate(0.5, 20))
-	require.NoError(t, run(b, 9, succeed))
-	require.ErrorIs(t, run(b, 10, fail), errDown)
-	assert.Equal(t, cb.Closed, b.State(), "19 calls are below the minimum of 20")
-	// The 20th call is a success, and completes the minimum: 10 of 20 failed.
-	require.NoError(t, run(b, 1, succeed))
-	assert.Equal(t, cb.Open, b.State(), "a success that completes the minimum trips the breaker")
-	m := b.Metrics()
-	assert.Equal(t, cb.Metrics{State: cb.Open, Calls: 20, Failures: 10, Rejections: 0}, m,
-		"while open, Metrics shows the window that tripped the breaker")
+	synctest.Test(t, func(t *testing.T) {
+		b := cb.New(cb.WithFailureRate(0.5, 20))
+		require.NoError(t, run(b, 9, succeed))
+		require.ErrorIs(t, run(b, 10, fail), errDown)
+		assert.Equal(t, cb.Closed, b.State(), "19 calls are below the minimum of 20")
+		// The 20th call is a success, and completes the minimum: 10 of 20 failed.
+		require.NoError(t, run(b, 1, succeed))
+		assert.Equal(t, cb.Open, b.State(), "a success that completes the minimum trips the breaker")
+		m := b.Metrics()
+		assert.Equal(t, cb.Metrics{State: cb.Open, Calls: 20, Failures: 10, Rejections: 0}, m,
+			"while open, Metrics shows the window that tripped the breaker")
+	})
 }
 
 func TestFailureRateThresholdIsInclusiveAndExact(t *testing.T) {
-	// 0.1 of 30 calls is 3 failures exactly; floating point would make it
-	// 3.0000000000000004 and miss it.
-	b := cb.New(cb.WithFailureRate(0.1, 30), cb.WithCountWindow(30))
-	require.NoError(t, run(b, 27, succeed))
-	run(b, 2, fail)
-	assert.Equal(t, cb.Closed, b.State(), "2 of 29")
-	run(b, 1, fail)
-	assert.Equal(t, cb.Open, b.State(), "3 of 30 is a ratio of 0.1")
+	synctest.Test(t, func(t *testing.T) {
+		// 0.1 of 30 calls is 3 failures exactly; floating point would make it
+		// 3.0000000000000004 and miss it.
+		b := cb.New(cb.WithFailureRate(0.1, 30), cb.WithCountWindow(30))
+		require.NoError(t, run(b, 27, succeed))
+		run(b, 2, fail)
+		assert.Equal(t, cb.Closed, b.State(), "2 of 29")
+		run(b, 1, fail)
+		assert.Equal(t, cb.Open, b.State(), "3 of 30 is a ratio of 0.1")
+	})
 }
 
 func TestCountWindowSlides(t *testing.T) {
-	b := cb.New(cb.WithCountWindow(10), cb.WithFailureRate(0.5, 10))
-	run(b, 4, fail)
-	run(b, 6, succeed)
-	assert.Equal(t, cb.Metrics{State: cb.Closed, Calls: 10, Failures: 4}, b.Metrics())
-	// Four more successes push the four failures out.
-	run(b, 4, succeed)
-	assert.Equal(t, cb.Metrics{State: cb.Closed, Calls: 10, Failures: 0}, b.Metrics())
-	// Four failures are 4 of 10: closed. A fifth is 5 of 10: open.
-	run(b, 4, fail)
-	assert.Equal(t, cb.Closed, b.State())
-	run(b, 1, fail)
-	assert.Equal(t, cb.Open, b.State())
+	synctest.Test(t, func(t *testing.T) {
+		b := cb.New(cb.WithCountWindow(10), cb.WithFailureRate(0.5, 10))
+		run(b, 4, fail)
+		run(b, 6, succeed)
+		assert.Equal(t, cb.Metrics{State: cb.Closed, Calls: 10, Failures: 4}, b.Metrics())
+		// Four more successes push the four failures out.
+		run(b, 4, succeed)
+		assert.Equal(t, cb.Metrics{State: cb.Closed, Calls: 10, Failures: 0}, b.Metrics())
+		// Four failures are 4 of 10: closed. A fifth is 5 of 10: open.
+		run(b, 4, fail)
+		assert.Equal(t, cb.Closed, b.State())
+		run(b, 1, fail)
+		assert.Equal(t, cb.Open, b.State())
+	})
 }
 
 func TestTimeWindowForgetsOldBuckets(t *testing.T) {
@@ -109,30 +115,32 @@ func TestTimeWindowTripsAndExpires(t *testing.T) {
 }
 
 func TestConsecutiveFailures(t *testing.T) {
-	b := cb.New(cb.WithConsecutiveFailures(3))
-	run(b, 2, fail)
-	run(b, 1, succeed)
-	run(b, 2, fail)
-	assert.Equal(t, cb.Closed, b.State(), "a success resets the run")
-	assert.Equal(t, int64(2), b.Metrics().ConsecutiveFailures)
-	run(b, 1, fail)
-	assert.Equal(t, cb.Open, b.State(), "three failures in a row")
-
-	// Used alone, it replaces the failure-rate rule.
-	b = cb.New(cb.WithConsecutiveFailures(1000), cb.WithCountWindow(20))
-	for range 50 {
+	synctest.Test(t, func(t *testing.T) {
+		b := cb.New(cb.WithConsecutiveFailures(3))
 		run(b, 2, fail)
 		run(b, 1, succeed)
-	}
-	assert.Equal(t, cb.Closed, b.State(), "two thirds failed, but never 1000 in a row")
-
-	// With WithFailureRate, either rule trips.
-	b = cb.New(cb.WithConsecutiveFailures(1000), cb.WithFailureRate(0.5, 20))
-	for range 10 {
 		run(b, 2, fail)
-		run(b, 1, succeed)
-	}
-	assert.Equal(t, cb.Open, b.State(), "the failure-rate rule still applies")
+		assert.Equal(t, cb.Closed, b.State(), "a success resets the run")
+		assert.Equal(t, int64(2), b.Metrics().ConsecutiveFailures)
+		run(b, 1, fail)
+		assert.Equal(t, cb.Open, b.State(), "three failures in a row")
+
+		// Used alone, it replaces the failure-rate rule.
+		b = cb.New(cb.WithConsecutiveFailures(1000), cb.WithCountWindow(20))
+		for range 50 {
+			run(b, 2, fail)
+			run(b, 1, succeed)
+		}
+		assert.Equal(t, cb.Closed, b.State(), "two thirds failed, but never 1000 in a row")
+
+		// With WithFailureRate, either rule trips.
+		b = cb.New(cb.WithConsecutiveFailures(1000), cb.WithFailureRate(0.5, 20))
+		for range 10 {
+			run(b, 2, fail)
+			run(b, 1, succeed)
+		}
+		assert.Equal(t, cb.Open, b.State(), "the failure-rate rule still applies")
+	})
 }
 
 func TestSlowCalls(t *testing.T) {
@@ -251,7 +259,7 @@ func TestHalfOpenAdmitsAtMostNProbes(t *testing.T) {
 		require.ErrorIs(t, err, cb.ErrOpen, "a fourth probe while three are out")
 		var oe *cb.OpenError
 		require.ErrorAs(t, err, &oe)
-		assert.Equal(t, cb.HalfOpen, oe.State)
+		assert.Equal(t, cb.HalfOpen, oe.State())
 		assert.EqualError(t, err, "circuitbreaker: half-open")
 
 		dones[0](nil)
@@ -328,73 +336,107 @@ func TestHungProbeDoesNotWedgeHalfOpen(t *testing.T) {
 }
 
 func TestStaleResultsAreDropped(t *testing.T) {
-	b := cb.New(cb.WithConsecutiveFailures(2), cb.WithHalfOpenProbes(1))
-	// Five calls admitted while closed are still running when it opens.
-	var stale []func(error)
-	for range 5 {
-		done, err := b.Allow()
-		require.NoError(t, err)
-		stale = append(stale, done)
-	}
-	run(b, 2, fail)
-	require.Equal(t, cb.Open, b.State())
-	for _, done := range stale {
-		done(nil)
-	}
-	assert.Equal(t, cb.Open, b.State(), "successes of calls admitted while closed must not close an open breaker")
-	m := b.Metrics()
-	assert.Equal(t, int64(2), m.Calls, "the window that tripped holds the two failures only")
+	synctest.Test(t, func(t *testing.T) {
+		b := cb.New(cb.WithConsecutiveFailures(2), cb.WithHalfOpenProbes(1))
+		// Five calls admitted while closed are still running when it opens.
+		var stale []func(error)
+		for range 5 {
+			done, err := b.Allow()
+			require.NoError(t, err)
+			stale = append(stale, done)
+		}
+		run(b, 2, fail)
+		require.Equal(t, cb.Open, b.State())
+		for _, done := range stale {
+			done(nil)
+		}
+		assert.Equal(t, cb.Open, b.State(), "successes of calls admitted while closed must not close an open breaker")
+		m := b.Metrics()
+		assert.Equal(t, int64(2), m.Calls, "the window that tripped holds the two failures only")
+	})
 }
 
 func TestCallerCancellationIsIgnored(t *testing.T) {
-	b := cb.New(cb.WithConsecutiveFailures(1))
-	ctx, cancel := context.WithCancel(context.Background())
-	err := b.Do(ctx, func(context.Context) error {
-		cancel()
-		return errors.New("read: connection reset") // any error after the caller gave up
-	})
-	require.Error(t, err)
-	assert.Equal(t, cb.Metrics{State: cb.Closed}, b.Metrics())
+	synctest.Test(t, func(t *testing.T) {
+		b := cb.New(cb.WithConsecutiveFailures(1))
+		ctx, cancel := context.WithCancel(context.Background())
+		err := b.Do(ctx, func(context.Context) error {
+			cancel()
+			return errors.New("read: connection reset") // any error after the caller gave up
+		})
+		require.Error(t, err)
+		assert.Equal(t, cb.Metrics{State: cb.Closed}, b.Metrics())
 
-	// A deadline that fired inside the call, with the caller's ctx live, is
-	// the dependency being slow: a failure.
-	err = b.Do(context.Background(), func(context.Context) error { return context.DeadlineExceeded })
-	require.ErrorIs(t, err, context.DeadlineExceeded)
-	assert.Equal(t, cb.Open, b.State())
+		// A deadline that fired inside the call, with the caller's ctx live, is
+		// the dependency being slow: a failure.
+		err = b.Do(context.Background(), func(context.Context) error { return context.DeadlineExceeded })
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.Equal(t, cb.Open, b.State())
+	})
+}
+
+// A dependency that hangs until the caller's deadline did not answer in
+// time: that is a failure, and a slow call, not a cancellation.
+func TestCallerDeadlineIsAFailure(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		hang := func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }
+		withDeadline := func(b *cb.Breaker) error {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			return b.Do(ctx, hang)
+		}
+		b := cb.New(cb.WithFailureRate(0.5, 4), cb.WithSlowCalls(time.Second, 1), cb.WithHalfOpenProbes(1))
+		for range 4 {
+			require.ErrorIs(t, withDeadline(b), context.DeadlineExceeded)
+		}
+		assert.Equal(t, cb.Open, b.State(), "four calls that hung until the deadline trip the breaker")
+		assert.Equal(t, cb.Metrics{State: cb.Open, Calls: 4, Failures: 4, SlowCalls: 4}, b.Metrics())
+
+		var oe *cb.OpenError
+		require.ErrorAs(t, b.Do(context.Background(), succeed), &oe)
+		time.Sleep(oe.RetryAfter())
+		require.Equal(t, cb.HalfOpen, b.State())
+		_ = withDeadline(b)
+		assert.Equal(t, cb.Open, b.State(), "a probe that hangs until the deadline re-opens the breaker")
+	})
 }
 
 func TestClassifier(t *testing.T) {
-	errNotFound := errors.New("not found")
-	b := cb.New(cb.WithConsecutiveFailures(1), cb.WithClassifier(func(err error) cb.Outcome {
-		switch {
-		case errors.Is(err, errNotFound):
-			return cb.Success // the dependency answered
-		case errors.Is(err, errDown):
-			return cb.Failure
-		}
-		return cb.Ignore
-	}))
-	run(b, 3, func(context.Context) error { return errNotFound })
-	run(b, 3, func(context.Context) error { return errors.New("odd") })
-	assert.Equal(t, cb.Metrics{State: cb.Closed, Calls: 3}, b.Metrics())
-	run(b, 1, fail)
-	assert.Equal(t, cb.Open, b.State())
+	synctest.Test(t, func(t *testing.T) {
+		errNotFound := errors.New("not found")
+		b := cb.New(cb.WithConsecutiveFailures(1), cb.WithClassifier(func(err error) cb.Outcome {
+			switch {
+			case errors.Is(err, errNotFound):
+				return cb.Success // the dependency answered
+			case errors.Is(err, errDown):
+				return cb.Failure
+			}
+			return cb.Ignore
+		}))
+		run(b, 3, func(context.Context) error { return errNotFound })
+		run(b, 3, func(context.Context) error { return errors.New("odd") })
+		assert.Equal(t, cb.Metrics{State: cb.Closed, Calls: 3}, b.Metrics())
+		run(b, 1, fail)
+		assert.Equal(t, cb.Open, b.State())
 
-	assert.Equal(t, cb.Success, cb.DefaultClassifier(nil))
-	assert.Equal(t, cb.Ignore, cb.DefaultClassifier(fmt.Errorf("x: %w", context.Canceled)))
-	assert.Equal(t, cb.Ignore, cb.DefaultClassifier(cb.ErrForcedOpen))
-	assert.Equal(t, cb.Failure, cb.DefaultClassifier(context.DeadlineExceeded))
-	assert.Equal(t, cb.Failure, cb.DefaultClassifier(errDown))
+		assert.Equal(t, cb.Success, cb.DefaultClassifier(nil))
+		assert.Equal(t, cb.Ignore, cb.DefaultClassifier(fmt.Errorf("x: %w", context.Canceled)))
+		assert.Equal(t, cb.Ignore, cb.DefaultClassifier(cb.ErrForcedOpen))
+		assert.Equal(t, cb.Failure, cb.DefaultClassifier(context.DeadlineExceeded))
+		assert.Equal(t, cb.Failure, cb.DefaultClassifier(errDown))
+	})
 }
 
 func TestPanicCountsAsFailureAndPropagates(t *testing.T) {
-	b := cb.New(cb.WithConsecutiveFailures(2))
-	for range 2 {
-		assert.PanicsWithValue(t, "boom", func() {
-			_ = b.Do(context.Background(), func(context.Context) error { panic("boom") })
-		})
-	}
-	assert.Equal(t, cb.Open, b.State(), "two panics are two failures")
+	synctest.Test(t, func(t *testing.T) {
+		b := cb.New(cb.WithConsecutiveFailures(2))
+		for range 2 {
+			assert.PanicsWithValue(t, "boom", func() {
+				_ = b.Do(context.Background(), func(context.Context) error { panic("boom") })
+			})
+		}
+		assert.Equal(t, cb.Open, b.State(), "two panics are two failures")
+	})
 }
 
 func TestObserversSeeTransitionsInOrder(t *testing.T) {
@@ -461,37 +503,41 @@ func TestConcurrentTransitionsAreDeliveredInOrder(t *testing.T) {
 }
 
 func TestPanickingObserverDoesNotBreakTheBreaker(t *testing.T) {
-	var calls atomic.Int32
-	b := cb.New(cb.WithConsecutiveFailures(1), cb.WithOnStateChange(func(tr cb.Transition) {
-		if calls.Add(1) == 1 {
-			panic("observer bug")
-		}
-	}))
-	assert.PanicsWithValue(t, "observer bug", func() { run(b, 1, fail) },
-		"the panic reaches the call that delivered the transition")
-	assert.Equal(t, cb.Open, b.State(), "the transition happened")
-	b.Reset()
-	assert.Equal(t, int32(2), calls.Load(), "later transitions are still delivered")
-	assert.NoError(t, run(b, 1, succeed))
+	synctest.Test(t, func(t *testing.T) {
+		var calls atomic.Int32
+		b := cb.New(cb.WithConsecutiveFailures(1), cb.WithOnStateChange(func(tr cb.Transition) {
+			if calls.Add(1) == 1 {
+				panic("observer bug")
+			}
+		}))
+		assert.PanicsWithValue(t, "observer bug", func() { run(b, 1, fail) },
+			"the panic reaches the call that delivered the transition")
+		assert.Equal(t, cb.Open, b.State(), "the transition happened")
+		b.Reset()
+		assert.Equal(t, int32(2), calls.Load(), "later transitions are still delivered")
+		assert.NoError(t, run(b, 1, succeed))
+	})
 }
 
 func TestForceOpen(t *testing.T) {
-	b := cb.New()
-	b.ForceOpen()
-	calls := 0
-	err := b.Do(context.Background(), func(context.Context) error { calls++; return nil })
-	assert.Zero(t, calls)
-	assert.ErrorIs(t, err, cb.ErrForcedOpen)
-	assert.ErrorIs(t, err, cb.ErrOpen)
-	assert.ErrorIs(t, err, resilience.ErrRejected)
-	_, ok := resilience.RetryAfter(err)
-	assert.False(t, ok, "a forced-open breaker gives no retry-after hint")
-	_, err = b.Allow()
-	assert.ErrorIs(t, err, cb.ErrForcedOpen)
-	b.OpenFor(time.Second)
-	assert.Equal(t, cb.ForcedOpen, b.State(), "OpenFor does not override a state set by hand")
-	b.Reset()
-	assert.NoError(t, b.Do(context.Background(), succeed))
+	synctest.Test(t, func(t *testing.T) {
+		b := cb.New()
+		b.ForceOpen()
+		calls := 0
+		err := b.Do(context.Background(), func(context.Context) error { calls++; return nil })
+		assert.Zero(t, calls)
+		assert.ErrorIs(t, err, cb.ErrForcedOpen)
+		assert.ErrorIs(t, err, cb.ErrOpen)
+		assert.ErrorIs(t, err, resilience.ErrRejected)
+		_, ok := resilience.RetryAfter(err)
+		assert.False(t, ok, "a forced-open breaker gives no retry-after hint")
+		_, err = b.Allow()
+		assert.ErrorIs(t, err, cb.ErrForcedOpen)
+		b.OpenFor(time.Second)
+		assert.Equal(t, cb.ForcedOpen, b.State(), "OpenFor does not override a state set by hand")
+		b.Reset()
+		assert.NoError(t, b.Do(context.Background(), succeed))
+	})
 }
 
 func TestDisable(t *testing.T) {
@@ -559,6 +605,60 @@ func TestAllowWithSlowCallsMeasuresEachCall(t *testing.T) {
 	})
 }
 
+func TestZeroOpenError(t *testing.T) {
+	var oe cb.OpenError
+	assert.Zero(t, oe.RetryAfter())
+	assert.EqualError(t, &oe, "circuitbreaker: closed")
+	d, ok := resilience.RetryAfter(&oe)
+	assert.True(t, ok)
+	assert.Zero(t, d)
+}
+
+func TestBreakNeverPassesTheMaximum(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		for range 200 {
+			var brk time.Duration
+			b := cb.New(cb.WithConsecutiveFailures(1), cb.WithBreakDuration(10*time.Second, 10*time.Second),
+				cb.WithOnStateChange(func(tr cb.Transition) { brk = tr.Break }))
+			run(b, 1, fail)
+			require.GreaterOrEqual(t, brk, 8*time.Second)
+			require.LessOrEqual(t, brk, 10*time.Second, "a break at the maximum is spread below it")
+		}
+	})
+}
+
+// Counts stay exact under concurrency: 32 goroutines, a known number of
+// failures, a window that holds them all.
+func TestExactCountsUnderConcurrency(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) { // time stands still: the time window keeps every call
+		for _, window := range []cb.Option{cb.WithCountWindow(100_000), cb.WithTimeWindow(time.Minute, 60)} {
+			b := cb.New(window, cb.WithSlowCalls(time.Hour, 1))
+			b.MetricsOnly()
+			var wg sync.WaitGroup
+			for g := range 32 {
+				wg.Go(func() {
+					for i := range 500 {
+						if (g+i)%4 == 0 {
+							_ = b.Do(context.Background(), fail)
+						} else {
+							_ = b.Do(context.Background(), succeed)
+						}
+						_ = b.Metrics() // readers race with the writers
+					}
+				})
+			}
+			wg.Wait()
+			assert.Equal(t, cb.Metrics{State: cb.MetricsOnly, Calls: 16000, Failures: 4000}, withoutConsecutive(b.Metrics()))
+		}
+	})
+}
+
+// withoutConsecutive zeroes the one count that depends on the interleaving.
+func withoutConsecutive(m cb.Metrics) cb.Metrics {
+	m.ConsecutiveFailures = 0
+	return m
+}
+
 func TestRejectionAndSuccessAllocateNothing(t *testing.T) {
 	ctx := context.Background()
 	b := cb.New()
@@ -575,6 +675,18 @@ func TestRejectionAndSuccessAllocateNothing(t *testing.T) {
 	assert.Zero(t, testing.AllocsPerRun(1000, func() { _ = b.Do(ctx, succeed) }), "Do, open")
 	b.ForceOpen()
 	assert.Zero(t, testing.AllocsPerRun(1000, func() { _ = b.Do(ctx, succeed) }), "Do, forced open")
+	b.Disable()
+	assert.Zero(t, testing.AllocsPerRun(1000, func() { _ = b.Do(ctx, succeed) }), "Do, disabled")
+
+	// With an observer, and in the half-open state with its probe out.
+	synctest.Test(t, func(t *testing.T) {
+		b := cb.New(cb.WithConsecutiveFailures(1), cb.WithHalfOpenProbes(1), cb.WithOnStateChange(func(cb.Transition) {}))
+		assert.Zero(t, testing.AllocsPerRun(1000, func() { _ = b.Do(ctx, succeed) }), "Do, closed, with an observer")
+		tripAndWait(t, b)
+		_, err := b.Allow()
+		require.NoError(t, err)
+		assert.Zero(t, testing.AllocsPerRun(1000, func() { _ = b.Do(ctx, succeed) }), "Do, half-open, rejected")
+	})
 }
 
 func TestOptionsPanicOnBadValues(t *testing.T) {
@@ -582,18 +694,22 @@ func TestOptionsPanicOnBadValues(t *testing.T) {
 		want string
 		f    func()
 	}{
-		{"circuitbreaker: WithFailureRate(0, 20): want 0 < ratio <= 1", func() { cb.WithFailureRate(0, 20) }},
-		{"circuitbreaker: WithFailureRate(1.5, 20): want 0 < ratio <= 1", func() { cb.WithFailureRate(1.5, 20) }},
+		{"circuitbreaker: WithFailureRate(0, 20): want 1e-6 <= ratio <= 1", func() { cb.WithFailureRate(0, 20) }},
+		{"circuitbreaker: WithFailureRate(1e-07, 1): want 1e-6 <= ratio <= 1", func() { cb.WithFailureRate(1e-7, 1) }},
+		{"circuitbreaker: WithFailureRate(1.5, 20): want 1e-6 <= ratio <= 1", func() { cb.WithFailureRate(1.5, 20) }},
 		{"circuitbreaker: WithFailureRate(0.5, 0): want minCalls >= 1", func() { cb.WithFailureRate(0.5, 0) }},
 		{"circuitbreaker: WithConsecutiveFailures(0): want n >= 1", func() { cb.WithConsecutiveFailures(0) }},
 		{"circuitbreaker: WithSlowCalls(0s, 0.5): want threshold > 0", func() { cb.WithSlowCalls(0, 0.5) }},
-		{"circuitbreaker: WithSlowCalls(1s, 0): want 0 < ratio <= 1", func() { cb.WithSlowCalls(time.Second, 0) }},
-		{"circuitbreaker: WithCountWindow(0): want n >= 1", func() { cb.WithCountWindow(0) }},
-		{"circuitbreaker: WithTimeWindow(1s, 2000): want span > 0, buckets >= 1 and span/buckets >= 1ms", func() { cb.WithTimeWindow(time.Second, 2000) }},
-		{"circuitbreaker: WithTimeWindow(0s, 10): want span > 0, buckets >= 1 and span/buckets >= 1ms", func() { cb.WithTimeWindow(0, 10) }},
+		{"circuitbreaker: WithSlowCalls(1s, 0): want 1e-6 <= ratio <= 1", func() { cb.WithSlowCalls(time.Second, 0) }},
+		{"circuitbreaker: WithCountWindow(0): want 1 <= n <= 100000", func() { cb.WithCountWindow(0) }},
+		{"circuitbreaker: WithCountWindow(100001): want 1 <= n <= 100000", func() { cb.WithCountWindow(100001) }},
+		{"circuitbreaker: WithTimeWindow(1s, 2000): want span > 0, 1 <= buckets <= 100 and span/buckets >= 1ms", func() { cb.WithTimeWindow(time.Second, 2000) }},
+		{"circuitbreaker: WithTimeWindow(1h0m0s, 101): want span > 0, 1 <= buckets <= 100 and span/buckets >= 1ms", func() { cb.WithTimeWindow(time.Hour, 101) }},
+		{"circuitbreaker: WithTimeWindow(0s, 10): want span > 0, 1 <= buckets <= 100 and span/buckets >= 1ms", func() { cb.WithTimeWindow(0, 10) }},
 		{"circuitbreaker: WithBreakDuration(5s, 1s): want 0 < base <= max", func() { cb.WithBreakDuration(5*time.Second, time.Second) }},
 		{"circuitbreaker: WithBreakDuration(0s, 1s): want 0 < base <= max", func() { cb.WithBreakDuration(0, time.Second) }},
-		{"circuitbreaker: WithHalfOpenProbes(0): want n >= 1", func() { cb.WithHalfOpenProbes(0) }},
+		{"circuitbreaker: WithHalfOpenProbes(0): want 1 <= n <= 1000", func() { cb.WithHalfOpenProbes(0) }},
+		{"circuitbreaker: WithHalfOpenProbes(1001): want 1 <= n <= 1000", func() { cb.WithHalfOpenProbes(1001) }},
 		{"circuitbreaker: WithClassifier(nil)", func() { cb.WithClassifier(nil) }},
 		{"circuitbreaker: WithFailureRate minimum of 200 calls exceeds WithCountWindow(100): the breaker could never trip",
 			func() { cb.New(cb.WithFailureRate(0.5, 200)) }},
@@ -604,12 +720,14 @@ func TestOptionsPanicOnBadValues(t *testing.T) {
 }
 
 func TestDefaultMinimumFitsASmallWindow(t *testing.T) {
-	b := cb.New(cb.WithCountWindow(10)) // the default minimum is 20
-	run(b, 5, succeed)
-	run(b, 4, fail)
-	assert.Equal(t, cb.Closed, b.State(), "4 of 9")
-	run(b, 1, fail)
-	assert.Equal(t, cb.Open, b.State(), "5 of 10: the minimum is the window's size")
+	synctest.Test(t, func(t *testing.T) {
+		b := cb.New(cb.WithCountWindow(10)) // the default minimum is 20
+		run(b, 5, succeed)
+		run(b, 4, fail)
+		assert.Equal(t, cb.Closed, b.State(), "4 of 9")
+		run(b, 1, fail)
+		assert.Equal(t, cb.Open, b.State(), "5 of 10: the minimum is the window's size")
+	})
 }
 
 func TestStateString(t *testing.T) {

@@ -28,14 +28,18 @@
 // The half-open state admits at most the configured number of probes at
 // once; a probe that never reports does not keep the breaker half-open, as a
 // new probe slot opens after another break. A break's end needs no
-// background goroutine: a timer sets a flag, and the next call moves the
-// breaker on.
+// background goroutine: a timer sets a flag shortly before it, and the next
+// call compares the clock and moves the breaker on. [OpenError.RetryAfter],
+// State and Metrics read the clock, so they see the end of a break even
+// when the timer runs late.
 //
 // The caller's own cancellation is never a failure: an error returned after
-// the caller's ctx is done is ignored, and so, by default, are rejections from
-// inner policies ([resilience.ErrRejected]) and context.Canceled; see
-// [DefaultClassifier] and [WithClassifier]. A panic in the call counts as a
-// failure and propagates.
+// the caller cancelled its ctx is ignored, and so, by default, are rejections
+// from inner policies ([resilience.ErrRejected]) and context.Canceled; see
+// [DefaultClassifier] and [WithClassifier]. A caller's deadline that passes
+// while the call runs is different: the dependency did not answer in time,
+// and by default that is a failure. A panic in the call counts as a failure
+// and propagates.
 //
 // # Manual control
 //
@@ -47,8 +51,12 @@
 //
 // # Cost
 //
-// In the closed state a successful call takes no lock and allocates nothing:
-// a load of the state and one striped atomic increment, plus one clock read
-// for a time window and two when slow calls are measured. A rejection
-// allocates nothing.
+// In the closed state a call that succeeds takes no lock and allocates
+// nothing: a load of the state and a striped atomic increment (two, on one
+// cache line, for a time window), plus one clock read for a time window and
+// two when slow calls are measured. Only while the window holds fewer calls
+// than the minimum does a success take the window's lock, to see whether it
+// completes the minimum. Failures are recorded under the window's lock. A
+// rejection while open allocates nothing and reads no clock: a timer marks
+// the end of the break, and calls check the clock only from then on.
 package circuitbreaker

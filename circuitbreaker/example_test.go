@@ -39,6 +39,7 @@ func Example() {
 		wait := time.NewTimer(oe.RetryAfter())
 		<-wait.C
 	}
+	fmt.Println(b.State())
 	for range 2 {
 		fmt.Println("probe:", b.Do(ctx, func(context.Context) error { return nil }))
 	}
@@ -47,6 +48,7 @@ func Example() {
 	// inventory: closed -> open
 	// circuitbreaker: inventory: open true
 	// inventory: open -> half-open
+	// half-open
 	// probe: <nil>
 	// inventory: half-open -> closed
 	// probe: <nil>
@@ -106,8 +108,8 @@ func ExampleBreaker_OpenFor() {
 	err := b.Do(context.Background(), func(context.Context) error { return nil })
 	d, _ := resilience.RetryAfter(err)
 	fmt.Println(err)
-	fmt.Println("retry in about", d.Round(time.Second))
+	fmt.Println("retry after the server's 30s:", d > 29*time.Second && d <= 30*time.Second)
 	// Output:
 	// circuitbreaker: search: open
-	// retry in about 30s
+	// retry after the server's 30s: true
 }

@@ -49,7 +49,10 @@ type refPermit struct {
 
 func newRefModel(cfg config, jitter float64) *refModel {
 	if cfg.consecutive > 0 && !cfg.rateSet {
-		cfg.ratePPM = 0
+		cfg.ratePPM = 0 // consecutive failures alone replace the rate rule
+	}
+	if cfg.countSize > 0 && !cfg.rateSet {
+		cfg.minCalls = min(cfg.minCalls, cfg.countSize) // the default minimum fits the window
 	}
 	return &refModel{cfg: cfg, jitter: jitter, state: Closed}
 }
@@ -102,7 +105,9 @@ func (m *refModel) breakDuration() time.Duration {
 		d *= 2
 	}
 	d = min(d, m.cfg.maxBreak)
-	return time.Duration(float64(d) * (0.8 + 0.4*m.jitter))
+	// ±20%, but never past the maximum.
+	lo, hi := 0.8*float64(d), min(1.2*float64(d), float64(m.cfg.maxBreak))
+	return time.Duration(lo + (hi-lo)*m.jitter)
 }
 
 func (m *refModel) set(s State, breakDur, now time.Duration) {
@@ -236,20 +241,25 @@ func (m *refModel) metrics(now time.Duration) Metrics {
 		ConsecutiveFailures: m.consec, Rejections: m.rejections}
 }
 
-// drawConfig draws a small configuration, so that trips, breaks and probes
-// all happen within a few dozen actions.
-func drawConfig(t *rapid.T) config {
-	cfg := defaultConfig()
+// drawConfig draws the options of a small configuration, so that trips,
+// breaks and probes all happen within a few dozen actions, and returns them
+// with the configuration they make before New adjusts it.
+func drawConfig(t *rapid.T) ([]Option, config) {
 	var opts []Option
+	rate := rapid.Bool().Draw(t, "failureRate")
 	if rapid.Bool().Draw(t, "countWindow") {
 		size := rapid.IntRange(1, 8).Draw(t, "size")
-		opts = append(opts, WithCountWindow(size),
-			WithFailureRate(rapid.SampledFrom([]float64{0.2, 0.5, 1}).Draw(t, "ratio"), rapid.IntRange(1, size).Draw(t, "minCalls")))
+		opts = append(opts, WithCountWindow(size))
+		if rate {
+			opts = append(opts, WithFailureRate(rapid.SampledFrom([]float64{0.2, 0.5, 1}).Draw(t, "ratio"), rapid.IntRange(1, size).Draw(t, "minCalls")))
+		}
 	} else {
 		buckets := rapid.IntRange(1, 5).Draw(t, "buckets")
 		width := time.Duration(rapid.IntRange(1, 2).Draw(t, "width")) * time.Second
-		opts = append(opts, WithTimeWindow(width*time.Duration(buckets), buckets),
-			WithFailureRate(rapid.SampledFrom([]float64{0.2, 0.5, 1}).Draw(t, "ratio"), rapid.IntRange(1, 8).Draw(t, "minCalls")))
+		opts = append(opts, WithTimeWindow(width*time.Duration(buckets), buckets))
+		if rate {
+			opts = append(opts, WithFailureRate(rapid.SampledFrom([]float64{0.2, 0.5, 1}).Draw(t, "ratio"), rapid.IntRange(1, 8).Draw(t, "minCalls")))
+		}
 	}
 	if n := rapid.IntRange(0, 4).Draw(t, "consecutive"); n > 0 {
 		opts = append(opts, WithConsecutiveFailures(n))
@@ -261,10 +271,11 @@ func drawConfig(t *rapid.T) config {
 	base := time.Duration(rapid.IntRange(1, 5).Draw(t, "base")) * time.Second
 	opts = append(opts, WithBreakDuration(base, base*time.Duration(rapid.IntRange(1, 4).Draw(t, "maxFactor"))),
 		WithHalfOpenProbes(rapid.IntRange(1, 3).Draw(t, "probes")))
+	cfg := defaultConfig()
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
-	return cfg
+	return opts, cfg
 }
 
 var outcomes = []Outcome{Success, Failure, Ignore}
@@ -294,11 +305,11 @@ type modelPermit struct {
 func TestModel(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		rapid.Check(inBubble{t}, func(rt *rapid.T) {
-			cfg := drawConfig(rt)
+			opts, cfg := drawConfig(rt)
 			jitter := rapid.Float64Range(0, 1).Draw(rt, "jitter")
-			b := newWithConfig(cfg)
+			b := New(opts...)
 			b.jitter = func() float64 { return jitter }
-			m := newRefModel(b.cfg, jitter)
+			m := newRefModel(cfg, jitter)
 			var permits []modelPermit
 
 			// checkRejection compares a rejection with the model's.
@@ -310,7 +321,7 @@ func TestModel(t *testing.T) {
 					return
 				}
 				var oe *OpenError
-				if !errors.As(err, &oe) || oe.State != want {
+				if !errors.As(err, &oe) || oe.State() != want {
 					rt.Fatalf("rejection %v, want an OpenError in state %v", err, want)
 				}
 				if got, wantAfter := oe.RetryAfter(), m.retryAfter(b.now()); got != wantAfter {

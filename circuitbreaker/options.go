@@ -63,11 +63,11 @@ func WithName(name string) Option {
 // window holds at least minCalls outcomes and failures make up ratio or more
 // of them. The rule is checked after every recorded outcome, so a success can
 // complete the minimum. Default: 0.5 and 20 (or the size of a smaller count
-// window). ratio must be in (0, 1] and minCalls at least 1, and at most the
-// size of a count window.
+// window). ratio must be in [1e-6, 1] and minCalls at least 1, and at most
+// the size of a count window.
 func WithFailureRate(ratio float64, minCalls int) Option {
-	if !(ratio > 0 && ratio <= 1) {
-		panic(fmt.Sprintf("circuitbreaker: WithFailureRate(%v, %d): want 0 < ratio <= 1", ratio, minCalls))
+	if !(ratio >= 1e-6 && ratio <= 1) {
+		panic(fmt.Sprintf("circuitbreaker: WithFailureRate(%v, %d): want 1e-6 <= ratio <= 1", ratio, minCalls))
 	}
 	if minCalls < 1 {
 		panic(fmt.Sprintf("circuitbreaker: WithFailureRate(%v, %d): want minCalls >= 1", ratio, minCalls))
@@ -92,22 +92,22 @@ func WithConsecutiveFailures(n int) Option {
 // more of the window (with the minimum number of calls of the failure-rate
 // rule). In the half-open state a slow probe counts as a failed one. Measuring
 // a call's duration costs two clock reads per call. Default: off. threshold
-// must be positive and ratio in (0, 1].
+// must be positive and ratio in [1e-6, 1].
 func WithSlowCalls(threshold time.Duration, ratio float64) Option {
 	if threshold <= 0 {
 		panic(fmt.Sprintf("circuitbreaker: WithSlowCalls(%v, %v): want threshold > 0", threshold, ratio))
 	}
-	if !(ratio > 0 && ratio <= 1) {
-		panic(fmt.Sprintf("circuitbreaker: WithSlowCalls(%v, %v): want 0 < ratio <= 1", threshold, ratio))
+	if !(ratio >= 1e-6 && ratio <= 1) {
+		panic(fmt.Sprintf("circuitbreaker: WithSlowCalls(%v, %v): want 1e-6 <= ratio <= 1", threshold, ratio))
 	}
 	return optionFunc(func(c *config) { c.slowAfter, c.slowPPM = threshold, ppm(ratio) })
 }
 
 // WithCountWindow makes the window the last n recorded calls. This is the
-// default, with n = 100. n must be at least 1.
+// default, with n = 100. n must be in [1, 100000].
 func WithCountWindow(n int) Option {
-	if n < 1 {
-		panic(fmt.Sprintf("circuitbreaker: WithCountWindow(%d): want n >= 1", n))
+	if n < 1 || n > maxCountWindow {
+		panic(fmt.Sprintf("circuitbreaker: WithCountWindow(%d): want 1 <= n <= %d", n, maxCountWindow))
 	}
 	return optionFunc(func(c *config) { c.countSize, c.span, c.buckets = int64(n), 0, 0 })
 }
@@ -115,20 +115,21 @@ func WithCountWindow(n int) Option {
 // WithTimeWindow makes the window the calls recorded in the last span of
 // time, kept in buckets of span/buckets each on the monotonic clock: the
 // window slides one bucket at a time. A time window reads the clock once per
-// call. Default: a count window. span must be positive, buckets at least 1,
+// call. Default: a count window. span must be positive, buckets in [1, 100],
 // and span/buckets at least a millisecond.
 func WithTimeWindow(span time.Duration, buckets int) Option {
-	if span <= 0 || buckets < 1 || span/time.Duration(buckets) < time.Millisecond {
-		panic(fmt.Sprintf("circuitbreaker: WithTimeWindow(%v, %d): want span > 0, buckets >= 1 and span/buckets >= 1ms", span, buckets))
+	if span <= 0 || buckets < 1 || buckets > maxBuckets || span/time.Duration(buckets) < time.Millisecond {
+		panic(fmt.Sprintf("circuitbreaker: WithTimeWindow(%v, %d): want span > 0, 1 <= buckets <= %d and span/buckets >= 1ms",
+			span, buckets, maxBuckets))
 	}
 	return optionFunc(func(c *config) { c.span, c.buckets, c.countSize = span, int64(buckets), 0 })
 }
 
 // WithBreakDuration sets how long the breaker stays open: base after it trips,
 // doubled on each consecutive re-open (a failed half-open probe) up to max,
-// and spread by ±20% jitter so that a fleet's probes do not arrive together.
-// Closing resets it to base. Default: 5s and 60s. base must be positive and
-// max at least base.
+// and spread by ±20% jitter, never past max, so that a fleet's probes do not
+// arrive together. Closing resets it to base. Default: 5s and 60s. base must
+// be positive and max at least base.
 func WithBreakDuration(base, max time.Duration) Option {
 	if base <= 0 || max < base {
 		panic(fmt.Sprintf("circuitbreaker: WithBreakDuration(%v, %v): want 0 < base <= max", base, max))
@@ -138,10 +139,11 @@ func WithBreakDuration(base, max time.Duration) Option {
 
 // WithHalfOpenProbes sets how many calls the half-open breaker admits at once
 // as probes, and how many of them must succeed to close it; the first that
-// fails re-opens it. Default: 3. n must be at least 1.
+// fails re-opens it. A probe silent for a whole break is counted as lost and
+// its slot goes to the next call. Default: 3. n must be in [1, 1000].
 func WithHalfOpenProbes(n int) Option {
-	if n < 1 {
-		panic(fmt.Sprintf("circuitbreaker: WithHalfOpenProbes(%d): want n >= 1", n))
+	if n < 1 || n > maxProbes {
+		panic(fmt.Sprintf("circuitbreaker: WithHalfOpenProbes(%d): want 1 <= n <= %d", n, maxProbes))
 	}
 	return optionFunc(func(c *config) { c.probes = n })
 }
@@ -160,13 +162,23 @@ func WithClassifier(f func(error) Outcome) Option {
 
 // WithOnStateChange calls f after every change of state, in the order the
 // changes happened, with no lock held, on the goroutine of a call that made
-// or followed the change (never on a success in the closed state). If f
-// panics, the breaker stays consistent, later changes are still delivered,
-// and the panic is raised again in the call that delivered the change.
-// Default: none.
+// or followed the change: the call that tripped the breaker, a probe, a
+// manual method, State or Metrics. Nothing is delivered on the path of a
+// call that changes no state. If f panics, the breaker stays consistent,
+// keeps no permit, delivers the changes still queued, and the panic goes on
+// in the call that delivered them; for a call whose op panicked, the op's
+// panic goes on and the changes wait for the next call. Default: none.
 func WithOnStateChange(f func(Transition)) Option {
 	return optionFunc(func(c *config) { c.observe = f })
 }
+
+// Limits on sizes, so that no option can make a breaker allocate without
+// bound.
+const (
+	maxCountWindow = 100_000
+	maxBuckets     = 100
+	maxProbes      = 1000
+)
 
 // ppm converts a ratio in (0, 1] to parts per million, so that thresholds
 // compare in integers: 0.1 of 30 calls is exactly 3.

@@ -85,8 +85,11 @@ func (w *countWindow) success() bool {
 }
 
 // add records a failure or slow call (code != 0) under the lock, or nothing
-// for code 0, and returns the window's totals.
-func (w *countWindow) add(code uint32) counts {
+// for code 0, and returns the window's totals. checking says the caller
+// checks them against the thresholds: only such a caller may conclude that
+// successes need no more checks, or a success racing with a reader of the
+// metrics could miss the trip it should cause.
+func (w *countWindow) add(code uint32, checking bool) counts {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if code != 0 {
@@ -103,14 +106,14 @@ func (w *countWindow) add(code uint32) counts {
 	if code&slowBit != 0 {
 		w.slow.push(total, w.size)
 	}
-	if total >= w.minCalls {
+	if checking && total >= w.minCalls {
 		w.reached.Store(true)
 	}
 	return counts{calls: min(total, w.size), failures: int64(w.fails.n), slow: int64(w.slow.n)}
 }
 
 // counts returns the window's totals.
-func (w *countWindow) counts() counts { return w.add(0) }
+func (w *countWindow) counts() counts { return w.add(0, false) }
 
 // timeWindow holds the outcomes recorded in the last n bucket widths of the
 // monotonic clock. A success that cannot trip the breaker costs two striped
