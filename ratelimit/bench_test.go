@@ -1,0 +1,110 @@
+package ratelimit_test
+
+import (
+	"context"
+	"strconv"
+	"testing"
+
+	"golang.org/x/time/rate"
+
+	"github.com/resilience-go/resilience/ratelimit"
+)
+
+// BenchmarkAllow takes tokens from a bucket that always has one: the
+// non-blocking path.
+func BenchmarkAllow(b *testing.B) {
+	l := ratelimit.New(1e9, 1e9)
+	b.ReportAllocs()
+	for b.Loop() {
+		l.Allow()
+	}
+}
+
+// BenchmarkAllowParallel is BenchmarkAllow from every P at once, on one
+// bucket.
+func BenchmarkAllowParallel(b *testing.B) {
+	l := ratelimit.New(1e9, 1e9)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			l.Allow()
+		}
+	})
+}
+
+// BenchmarkDo is an admitted call through Do.
+func BenchmarkDo(b *testing.B) {
+	l := ratelimit.New(1e9, 1e9)
+	ctx := context.Background()
+	op := func(context.Context) error { return nil }
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = l.Do(ctx, op)
+	}
+}
+
+// BenchmarkDoParallel is BenchmarkDo from every P at once.
+func BenchmarkDoParallel(b *testing.B) {
+	l := ratelimit.New(1e9, 1e9)
+	op := func(context.Context) error { return nil }
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := context.Background()
+		for pb.Next() {
+			_ = l.Do(ctx, op)
+		}
+	})
+}
+
+// BenchmarkDoRefused is a refused call: the bucket is empty.
+func BenchmarkDoRefused(b *testing.B) {
+	l := ratelimit.New(1e-3, 1)
+	l.Allow()
+	ctx := context.Background()
+	op := func(context.Context) error { return nil }
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = l.Do(ctx, op)
+	}
+}
+
+// BenchmarkXTimeRateAllow is golang.org/x/time/rate's Allow, for scale.
+func BenchmarkXTimeRateAllow(b *testing.B) {
+	l := rate.NewLimiter(1e9, 1e9)
+	b.ReportAllocs()
+	for b.Loop() {
+		l.Allow()
+	}
+}
+
+// BenchmarkAllowKey takes tokens of one of 1000 keys.
+func BenchmarkAllowKey(b *testing.B) {
+	k := ratelimit.NewKeyed(1e9, 1e9)
+	keys := make([]string, 1000)
+	for i := range keys {
+		keys[i] = "client-" + strconv.Itoa(i)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		k.AllowKey(keys[i%len(keys)])
+		i++
+	}
+}
+
+// BenchmarkAllowKeyParallel is BenchmarkAllowKey from every P at once.
+func BenchmarkAllowKeyParallel(b *testing.B) {
+	k := ratelimit.NewKeyed(1e9, 1e9)
+	keys := make([]string, 1000)
+	for i := range keys {
+		keys[i] = "client-" + strconv.Itoa(i)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			k.AllowKey(keys[i%len(keys)])
+			i++
+		}
+	})
+}

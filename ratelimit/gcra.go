@@ -1,0 +1,86 @@
+package ratelimit
+
+import (
+	"math"
+	"sync/atomic"
+	"time"
+)
+
+// gcra is a token bucket kept as one number, the generic cell rate
+// algorithm's theoretical arrival time (tat): the time at which the bucket
+// would be full again, in nanoseconds of the limiter's monotonic clock. A
+// call at now takes a token if, after it, the bucket would be full again
+// within burst intervals: tat' = max(tat, now) + interval and tat' - now <=
+// burst·interval. Taking a token is one compare-and-swap; tat never moves
+// back, so no interval is credited twice.
+type gcra struct {
+	tat      atomic.Int64
+	interval int64 // nanoseconds per token
+	limit    int64 // burst·interval: how far ahead of now tat may run
+}
+
+// init sets the bucket's rate and burst; the bucket starts full.
+func (g *gcra) init(interval time.Duration, burst int) {
+	g.interval, g.limit = int64(interval), math.MaxInt64
+	if int64(burst) <= math.MaxInt64/g.interval {
+		g.limit = int64(burst) * g.interval
+	}
+}
+
+// take takes a token now, on the clock that starts at start, or reserves
+// one that becomes available within maxWait, and returns how long from now
+// until it is available. When no token is available within maxWait it takes
+// nothing and returns the wait with ok false. The clock is read again when
+// another goroutine got in first, so that a successful take never uses a
+// stale time.
+func (g *gcra) take(start time.Time, maxWait int64) (wait int64, ok bool) {
+	t := int64(time.Since(start))
+	tat := g.tat.Load()
+	next := max(tat, t) + g.interval
+	if wait = next - t - g.limit; wait <= maxWait && g.tat.CompareAndSwap(tat, next) {
+		return max(wait, 0), true
+	}
+	if wait > maxWait {
+		return wait, false
+	}
+	return g.retake(start, maxWait)
+}
+
+// retake is take's loop, for when another goroutine changed the bucket
+// between a read and a swap.
+func (g *gcra) retake(start time.Time, maxWait int64) (wait int64, ok bool) {
+	for {
+		t := int64(time.Since(start))
+		tat := g.tat.Load()
+		next := max(tat, t) + g.interval
+		if wait = next - t - g.limit; wait > maxWait {
+			return wait, false
+		}
+		if g.tat.CompareAndSwap(tat, next) {
+			return max(wait, 0), true
+		}
+	}
+}
+
+// wait returns how long from t until a token is available.
+func (g *gcra) wait(t int64) int64 {
+	return max(max(g.tat.Load(), t)+g.interval-t-g.limit, 0)
+}
+
+// giveBack returns a token taken but not used: the bucket then holds what it
+// would have held without it, never more than full at t.
+func (g *gcra) giveBack(t int64) {
+	for {
+		tat := g.tat.Load()
+		if tat <= t {
+			return // the bucket is full: nothing to give back
+		}
+		if g.tat.CompareAndSwap(tat, max(tat-g.interval, t)) {
+			return
+		}
+	}
+}
+
+// full reports whether the bucket is full at t: it holds no trace of past
+// calls, and can be forgotten.
+func (g *gcra) full(t int64) bool { return g.tat.Load() <= t }

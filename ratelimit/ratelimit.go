@@ -1,0 +1,276 @@
+package ratelimit
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/internal/stripe"
+)
+
+// ErrLimited is matched by every refusal of a limiter: errors.Is(err,
+// ErrLimited) holds for a [*LimitedError]. ErrLimited and LimitedError also
+// match [resilience.ErrRejected].
+var ErrLimited error = rejection("ratelimit: limited")
+
+type rejection string
+
+func (r rejection) Error() string        { return string(r) }
+func (r rejection) Is(target error) bool { return target == resilience.ErrRejected }
+
+// LimitedError is returned by a limiter that refuses a call. Its RetryAfter
+// method, which [resilience.RetryAfter] finds, tells how long from the moment
+// it is asked until a token is available. One LimitedError is made per
+// limiter (per key, for a [Keyed] limiter) and shared by its refusals, so a
+// refusal allocates nothing.
+type LimitedError struct {
+	key   string
+	keyed bool
+	g     *gcra
+	start time.Time
+	x     *rate.Limiter
+}
+
+func (e *LimitedError) Error() string {
+	if e.keyed {
+		return fmt.Sprintf("ratelimit: limited (key %q)", e.key)
+	}
+	return "ratelimit: limited"
+}
+
+// Is reports whether target is [ErrLimited] or [resilience.ErrRejected].
+func (e *LimitedError) Is(target error) bool {
+	return target == ErrLimited || target == resilience.ErrRejected
+}
+
+// Key returns the key that was limited, for a [Keyed] limiter, or "".
+func (e *LimitedError) Key() string { return e.key }
+
+// RetryAfter returns how long from now until the limiter has a token.
+func (e *LimitedError) RetryAfter() time.Duration {
+	switch {
+	case e.g != nil:
+		return time.Duration(e.g.wait(int64(time.Since(e.start))))
+	case e.x != nil:
+		tokens, limit := e.x.Tokens(), float64(e.x.Limit())
+		if tokens >= 1 || limit <= 0 || math.IsInf(limit, 1) {
+			return 0
+		}
+		return time.Duration((1 - tokens) / limit * float64(time.Second))
+	}
+	return 0
+}
+
+// Limiter admits calls at a steady rate with room for bursts: a token bucket
+// of burst tokens, initially full, refilled at r tokens a second, as
+// golang.org/x/time/rate's Limiter. Make one with [New], or wrap a
+// *rate.Limiter with [FromLimiter]. A Limiter is safe for concurrent use; the
+// zero value is not usable. Most callers want [Limiter.Do].
+//
+// A Limiter made by New keeps its bucket in one atomic word (the generic cell
+// rate algorithm): taking a token is a clock read and a compare-and-swap, with
+// no lock.
+type Limiter struct {
+	g        gcra
+	start    time.Time // the origin of g's clock
+	mode     mode
+	x        *rate.Limiter
+	maxWait  time.Duration
+	err      *LimitedError
+	rejected stripe.Counter
+}
+
+var _ resilience.Policy = (*Limiter)(nil)
+
+// mode says where a Limiter's tokens come from.
+type mode uint8
+
+const (
+	bucketMode mode = iota // its own bucket, g
+	infMode                // rate.Inf: every call is admitted
+	xMode                  // a *rate.Limiter, x
+)
+
+// New returns a Limiter of r tokens a second and bursts of burst, configured
+// by opts. r must be rate.Inf (every call admitted) or at least one token in
+// about eleven days (1e-6 a second), and burst at least 1. New panics if an
+// argument or option is out of range.
+func New(r rate.Limit, burst int, opts ...Option) *Limiter {
+	l := &Limiter{start: time.Now(), rejected: stripe.NewCounter()}
+	if r == rate.Inf {
+		l.mode = infMode
+	} else {
+		l.g.init(interval("New", r, burst), burst)
+	}
+	l.err = &LimitedError{g: &l.g, start: l.start}
+	l.cfg(opts)
+	return l
+}
+
+// interval checks a rate and burst and returns the time per token.
+func interval(fn string, r rate.Limit, burst int) time.Duration {
+	if !(r >= 1e-6) || math.IsInf(float64(r), 0) {
+		panic(fmt.Sprintf("ratelimit: %s(%v, %d): want rate.Inf or r >= 1e-6", fn, float64(r), burst))
+	}
+	if burst < 1 {
+		panic(fmt.Sprintf("ratelimit: %s(%v, %d): want burst >= 1", fn, float64(r), burst))
+	}
+	return max(time.Duration(float64(time.Second)/float64(r)), 1)
+}
+
+// FromLimiter returns a Limiter that takes its tokens from lim, which other
+// code may share. It waits and refuses as a Limiter made by New does, at the
+// cost of lim's lock and allocations. FromLimiter panics if lim is nil.
+func FromLimiter(lim *rate.Limiter, opts ...Option) *Limiter {
+	if lim == nil {
+		panic("ratelimit: FromLimiter(nil)")
+	}
+	l := &Limiter{start: time.Now(), mode: xMode, x: lim, rejected: stripe.NewCounter()}
+	l.err = &LimitedError{x: lim}
+	l.cfg(opts)
+	return l
+}
+
+func (l *Limiter) cfg(opts []Option) {
+	var c config
+	for _, o := range opts {
+		o.apply(&c)
+	}
+	l.maxWait = c.maxWait
+}
+
+// Allow takes a token if one is available now, and reports whether it did.
+// It never waits.
+func (l *Limiter) Allow() bool {
+	switch l.mode {
+	case bucketMode:
+		_, ok := l.g.take(l.start, 0)
+		return ok
+	case xMode:
+		return l.x.Allow()
+	}
+	return true
+}
+
+// Do runs op if the limiter has a token for it. With [WithMaxWait], it
+// waits for a token when the wait the bucket predicts fits both the maximum
+// wait and ctx's deadline, and otherwise refuses at once: it never waits
+// first and refuses later. A refusal is a [*LimitedError], matching
+// [ErrLimited] and [resilience.ErrRejected], whose retry-after hint says
+// when a token is due. If ctx is done during the wait, Do returns ctx.Err()
+// and gives the token back.
+func (l *Limiter) Do(ctx context.Context, op resilience.Op) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if l.maxWait == 0 {
+		if !l.Allow() {
+			l.rejected.Add(1)
+			return l.err
+		}
+		return op(ctx)
+	}
+	r := l.reserve(ctx, l.maxWait)
+	if !r.OK() {
+		l.rejected.Add(1)
+		return l.err
+	}
+	if !sleep(ctx, r.Delay()) {
+		r.Cancel()
+		return ctx.Err()
+	}
+	return op(ctx)
+}
+
+// Reserve takes a token now or, if none is available, reserves the next
+// one due within maxWait, without waiting. The caller waits
+// Reservation.Delay before acting, or calls Reservation.Cancel to give the
+// token back. If no token is due within maxWait, the Reservation is not OK
+// and took nothing.
+func (l *Limiter) Reserve(maxWait time.Duration) Reservation {
+	return l.reserve(context.Background(), maxWait)
+}
+
+// reserve reserves a token due within maxWait and, strictly, before ctx's
+// deadline.
+func (l *Limiter) reserve(ctx context.Context, maxWait time.Duration) Reservation {
+	if deadline, ok := ctx.Deadline(); ok {
+		maxWait = min(maxWait, time.Until(deadline)-1)
+	}
+	if maxWait < 0 {
+		return Reservation{}
+	}
+	switch l.mode {
+	case infMode:
+		return Reservation{ok: true}
+	case xMode:
+		xr := l.x.Reserve()
+		if !xr.OK() || xr.Delay() > maxWait {
+			xr.Cancel()
+			return Reservation{}
+		}
+		return Reservation{ok: true, delay: xr.Delay(), x: xr}
+	}
+	wait, ok := l.g.take(l.start, int64(maxWait))
+	if !ok {
+		return Reservation{}
+	}
+	return Reservation{ok: true, delay: time.Duration(wait), g: &l.g, start: l.start}
+}
+
+// Metrics is a snapshot of a limiter's counts.
+type Metrics struct {
+	// Rejected counts the calls refused since the limiter was made.
+	Rejected int64
+}
+
+// Metrics returns the limiter's counts.
+func (l *Limiter) Metrics() Metrics { return Metrics{Rejected: l.rejected.Sum()} }
+
+// Reservation is a token taken ahead of its time by [Limiter.Reserve]. It is
+// a small value: reserving allocates nothing, except through a
+// *rate.Limiter.
+type Reservation struct {
+	ok    bool
+	delay time.Duration
+	g     *gcra
+	start time.Time
+	x     *rate.Reservation
+}
+
+// OK reports whether a token was reserved.
+func (r Reservation) OK() bool { return r.ok }
+
+// Delay returns how long after the reservation the token is due.
+func (r Reservation) Delay() time.Duration { return r.delay }
+
+// Cancel gives the token back, so that another call may have it. Cancel
+// a reservation at most once, and only one that is OK and not yet used.
+func (r Reservation) Cancel() {
+	switch {
+	case r.g != nil:
+		r.g.giveBack(int64(time.Since(r.start)))
+	case r.x != nil:
+		r.x.Cancel()
+	}
+}
+
+// sleep waits d, or until ctx is done, and reports whether the wait ran its
+// course.
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

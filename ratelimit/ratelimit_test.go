@@ -1,0 +1,326 @@
+package ratelimit_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/time/rate"
+
+	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/internal/policytest"
+	"github.com/resilience-go/resilience/ratelimit"
+)
+
+func nop(context.Context) error { return nil }
+
+func TestContract(t *testing.T) {
+	policytest.Run(t, func() resilience.Policy { return ratelimit.New(10, 10) })
+	t.Run("waiting", func(t *testing.T) {
+		policytest.Run(t, func() resilience.Policy { return ratelimit.New(10, 5, ratelimit.WithMaxWait(time.Second)) })
+	})
+	t.Run("FromLimiter", func(t *testing.T) {
+		policytest.Run(t, func() resilience.Policy { return ratelimit.FromLimiter(rate.NewLimiter(10, 10)) })
+	})
+	t.Run("Keyed", func(t *testing.T) {
+		policytest.Run(t, func() resilience.Policy {
+			return ratelimit.NewKeyed(10, 10).Policy(func(context.Context) string { return "tenant" })
+		})
+	})
+	t.Run("Inf", func(t *testing.T) {
+		policytest.Run(t, func() resilience.Policy { return ratelimit.New(rate.Inf, 0) })
+	})
+}
+
+func TestBurstThenRate(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := ratelimit.New(10, 3) // a token every 100ms
+		for i := range 3 {
+			assert.True(t, l.Allow(), "burst token %d", i)
+		}
+		assert.False(t, l.Allow(), "the burst is spent")
+		time.Sleep(99 * time.Millisecond)
+		assert.False(t, l.Allow(), "a token takes 100ms")
+		time.Sleep(time.Millisecond)
+		assert.True(t, l.Allow(), "one token after 100ms")
+		assert.False(t, l.Allow())
+		time.Sleep(time.Hour)
+		for range 3 {
+			assert.True(t, l.Allow())
+		}
+		assert.False(t, l.Allow(), "an idle hour refills the burst, no more")
+	})
+}
+
+func TestRefusalCarriesAHint(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := ratelimit.New(2, 1) // a token every 500ms
+		require.NoError(t, l.Do(context.Background(), nop))
+		time.Sleep(200 * time.Millisecond)
+		calls := 0
+		err := l.Do(context.Background(), func(context.Context) error { calls++; return nil })
+		assert.Zero(t, calls)
+		assert.ErrorIs(t, err, ratelimit.ErrLimited)
+		assert.ErrorIs(t, err, resilience.ErrRejected)
+		assert.EqualError(t, err, "ratelimit: limited")
+		d, ok := resilience.RetryAfter(fmt.Errorf("send: %w", err))
+		assert.True(t, ok)
+		assert.Equal(t, 300*time.Millisecond, d)
+		assert.Equal(t, ratelimit.Metrics{Rejected: 1}, l.Metrics())
+		time.Sleep(d)
+		assert.NoError(t, l.Do(context.Background(), nop), "the token the hint announced")
+	})
+}
+
+func TestMaxWait(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := ratelimit.New(10, 1, ratelimit.WithMaxWait(250*time.Millisecond))
+		start := time.Now()
+		var (
+			mu  sync.Mutex
+			ran []time.Duration
+		)
+		op := func(context.Context) error {
+			mu.Lock()
+			defer mu.Unlock()
+			ran = append(ran, time.Since(start))
+			return nil
+		}
+		for range 3 {
+			require.NoError(t, l.Do(context.Background(), op))
+		}
+		assert.Equal(t, []time.Duration{0, 100 * time.Millisecond, 200 * time.Millisecond}, ran, "each waited for its token")
+
+		// Three callers at once at 200ms: the bucket is empty, the tokens
+		// are due at 300, 400 and 500ms; the third would wait 300ms.
+		var wg sync.WaitGroup
+		var refused atomic.Int32
+		errs := make([]error, 3)
+		for i := range 3 {
+			wg.Go(func() {
+				errs[i] = l.Do(context.Background(), op)
+				if errs[i] != nil {
+					refused.Add(1)
+				}
+			})
+		}
+		synctest.Wait()
+		assert.Equal(t, int32(1), refused.Load(), "refused at once, not after waiting: %v", errs)
+		wg.Wait()
+		assert.Equal(t, []time.Duration{0, 100 * time.Millisecond, 200 * time.Millisecond, 300 * time.Millisecond, 400 * time.Millisecond}, ran)
+	})
+}
+
+func TestMaxWaitRespectsTheDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := ratelimit.New(1, 1, ratelimit.WithMaxWait(time.Minute))
+		require.True(t, l.Allow())
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		err := l.Do(ctx, nop)
+		assert.ErrorIs(t, err, ratelimit.ErrLimited, "the token is due after the deadline")
+		assert.Zero(t, time.Since(start), "refused without waiting")
+
+		ctx, cancel = context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		require.NoError(t, l.Do(ctx, nop), "due in 1s, within the 2s deadline")
+		assert.Equal(t, time.Second, time.Since(start))
+	})
+}
+
+func TestCancelDuringWaitGivesTheTokenBack(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := ratelimit.New(1, 1, ratelimit.WithMaxWait(time.Minute))
+		require.True(t, l.Allow())
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- l.Do(ctx, func(context.Context) error { t.Error("op ran after the cancel"); return nil }) }()
+		time.Sleep(500 * time.Millisecond)
+		cancel()
+		assert.Equal(t, context.Canceled, <-done)
+		time.Sleep(500 * time.Millisecond)
+		assert.True(t, l.Allow(), "the token reserved for the cancelled call is available at 1s")
+		assert.False(t, l.Allow())
+	})
+}
+
+func TestReserve(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := ratelimit.New(4, 2) // a token every 250ms
+		for _, want := range []time.Duration{0, 0, 250 * time.Millisecond, 500 * time.Millisecond} {
+			r := l.Reserve(time.Second)
+			require.True(t, r.OK())
+			assert.Equal(t, want, r.Delay())
+		}
+		r := l.Reserve(700 * time.Millisecond)
+		assert.False(t, r.OK(), "the next token is due in 750ms")
+		r.Cancel() // cancelling a reservation that is not OK does nothing
+
+		r = l.Reserve(time.Second)
+		require.True(t, r.OK())
+		assert.Equal(t, 750*time.Millisecond, r.Delay())
+		r.Cancel()
+		r = l.Reserve(time.Second)
+		assert.Equal(t, 750*time.Millisecond, r.Delay(), "the cancelled token is the next one's")
+	})
+}
+
+func TestFromLimiter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		x := rate.NewLimiter(2, 1)
+		l := ratelimit.FromLimiter(x, ratelimit.WithMaxWait(time.Second))
+		require.True(t, l.Allow())
+		assert.False(t, x.Allow(), "the token came from the shared limiter")
+		start := time.Now()
+		require.NoError(t, l.Do(context.Background(), nop))
+		assert.Equal(t, 500*time.Millisecond, time.Since(start), "waited for the shared limiter's token")
+
+		strict := ratelimit.FromLimiter(x)
+		err := strict.Do(context.Background(), nop)
+		assert.ErrorIs(t, err, ratelimit.ErrLimited)
+		d, ok := resilience.RetryAfter(err)
+		assert.True(t, ok)
+		assert.Equal(t, 500*time.Millisecond, d)
+	})
+}
+
+func TestInf(t *testing.T) {
+	l := ratelimit.New(rate.Inf, 0)
+	for range 1000 {
+		require.True(t, l.Allow())
+	}
+	assert.True(t, l.Reserve(0).OK())
+}
+
+func TestKeysAreIndependent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		k := ratelimit.NewKeyed(1, 2)
+		for _, key := range []string{"alice", "bob"} {
+			assert.True(t, k.AllowKey(key))
+			assert.True(t, k.AllowKey(key))
+			assert.False(t, k.AllowKey(key), "%s's burst is spent", key)
+		}
+		err := k.DoKey(context.Background(), "alice", nop)
+		assert.ErrorIs(t, err, ratelimit.ErrLimited)
+		assert.EqualError(t, err, `ratelimit: limited (key "alice")`)
+		var le *ratelimit.LimitedError
+		require.ErrorAs(t, err, &le)
+		assert.Equal(t, "alice", le.Key())
+		assert.Equal(t, time.Second, le.RetryAfter())
+		assert.NoError(t, k.DoKey(context.Background(), "carol", nop))
+		assert.Equal(t, ratelimit.KeyedMetrics{Rejected: 1, Keys: 3}, k.Metrics())
+	})
+}
+
+// A gateway that sees a million client addresses keeps a bounded number of
+// buckets.
+func TestKeyedMemoryIsBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		k := ratelimit.NewKeyed(10, 5, ratelimit.WithMaxKeys(1000))
+		for i := range 100_000 {
+			k.AllowKey(fmt.Sprintf("10.0.%d.%d", i/256, i%256))
+			if n := k.Metrics().Keys; n > 1000 {
+				t.Fatalf("%d keys kept after %d, the cap is 1000", n, i+1)
+			}
+		}
+		// Idle keys are forgotten: half a second refills every bucket.
+		time.Sleep(500 * time.Millisecond)
+		for i := range 2000 {
+			k.AllowKey(fmt.Sprintf("new-%d", i))
+		}
+		assert.LessOrEqual(t, k.Metrics().Keys, int64(1000))
+	})
+}
+
+func TestKeyedIdleKeysExpireWithoutTheCap(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		k := ratelimit.NewKeyed(100, 1) // a key's bucket is full 10ms after its last call
+		for i := range 10_000 {
+			k.AllowKey(fmt.Sprint(i))
+		}
+		time.Sleep(10 * time.Millisecond)
+		for i := range 10_000 {
+			k.AllowKey(fmt.Sprint("later-", i))
+		}
+		assert.LessOrEqual(t, k.Metrics().Keys, int64(10_000), "the first 10000 keys were idle and dropped")
+	})
+}
+
+func TestKeyedWaitsPerKey(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		k := ratelimit.NewKeyed(10, 1, ratelimit.WithMaxWait(time.Second))
+		start := time.Now()
+		require.NoError(t, k.DoKey(context.Background(), "a", nop))
+		require.NoError(t, k.DoKey(context.Background(), "b", nop))
+		assert.Zero(t, time.Since(start), "each key's first token is there")
+		require.NoError(t, k.DoKey(context.Background(), "a", nop))
+		assert.Equal(t, 100*time.Millisecond, time.Since(start))
+		r := k.ReserveKey("a", time.Second)
+		require.True(t, r.OK())
+		assert.Equal(t, 100*time.Millisecond, r.Delay())
+	})
+}
+
+func TestRefusalAllocatesNothing(t *testing.T) {
+	ctx := context.Background()
+	l := ratelimit.New(1e-3, 1)
+	l.Allow()
+	assert.Zero(t, testing.AllocsPerRun(1000, func() { _ = l.Do(ctx, nop) }), "Do, refused")
+	assert.Zero(t, testing.AllocsPerRun(1000, func() { l.Allow() }), "Allow, refused")
+	fast := ratelimit.New(1e9, 1e9)
+	assert.Zero(t, testing.AllocsPerRun(1000, func() { _ = fast.Do(ctx, nop) }), "Do, admitted")
+	k := ratelimit.NewKeyed(1e-3, 1)
+	k.AllowKey("x")
+	assert.Zero(t, testing.AllocsPerRun(1000, func() { _ = k.DoKey(ctx, "x", nop) }), "DoKey, refused")
+}
+
+func TestBadArgumentsPanic(t *testing.T) {
+	tests := []struct {
+		want string
+		f    func()
+	}{
+		{"ratelimit: New(0, 1): want rate.Inf or r >= 1e-6", func() { ratelimit.New(0, 1) }},
+		{"ratelimit: New(-1, 1): want rate.Inf or r >= 1e-6", func() { ratelimit.New(-1, 1) }},
+		{"ratelimit: New(10, 0): want burst >= 1", func() { ratelimit.New(10, 0) }},
+		{"ratelimit: NewKeyed(10, 0): want burst >= 1", func() { ratelimit.NewKeyed(10, 0) }},
+		{"ratelimit: FromLimiter(nil)", func() { ratelimit.FromLimiter(nil) }},
+		{"ratelimit: WithMaxWait(-1s): want d >= 0", func() { ratelimit.WithMaxWait(-time.Second) }},
+		{"ratelimit: WithMaxKeys(0): want n >= 1", func() { ratelimit.WithMaxKeys(0) }},
+	}
+	for _, tt := range tests {
+		assert.PanicsWithValue(t, tt.want, tt.f)
+	}
+}
+
+// Many goroutines share a limiter (run with -race): over a stretch of
+// virtual time, they get exactly the tokens the bucket holds.
+func TestConcurrentCallersShareTheBucket(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := ratelimit.New(100, 10)
+		var admitted atomic.Int64
+		var wg sync.WaitGroup
+		for range 16 {
+			wg.Go(func() {
+				for range 100 {
+					if l.Allow() {
+						admitted.Add(1)
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+			})
+		}
+		wg.Wait()
+		// One second of calls: 10 at once, then 100 a second; the last
+		// round of calls happens at 990ms.
+		assert.Equal(t, int64(10+99), admitted.Load())
+		assert.Equal(t, errors.Is(ratelimit.ErrLimited, resilience.ErrRejected), true)
+	})
+}
