@@ -142,7 +142,9 @@ func TestCancelDuringWaitGivesTheTokenBack(t *testing.T) {
 		require.True(t, l.Allow())
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
-		go func() { done <- l.Do(ctx, func(context.Context) error { t.Error("op ran after the cancel"); return nil }) }()
+		go func() {
+			done <- l.Do(ctx, func(context.Context) error { t.Error("op ran after the cancel"); return nil })
+		}()
 		time.Sleep(500 * time.Millisecond)
 		cancel()
 		assert.Equal(t, context.Canceled, <-done)
