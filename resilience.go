@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 	"time"
 )
@@ -39,7 +40,8 @@ var ErrRejected = errors.New("resilience: rejected")
 // Chain returns a Policy that applies ps in order, ps[0] outermost:
 // Chain(a, b).Do(ctx, op) is a.Do(ctx, op') where op' runs b.Do(ctx, op).
 // Chain() runs op directly (after checking ctx) and Chain(p) is p. Chains
-// passed to Chain are flattened. Chain panics if a policy is nil.
+// passed to Chain are flattened. Chain panics if a policy is nil or a nil
+// pointer.
 //
 // Each call to the returned Policy's Do allocates one small closure per inner
 // layer to bind op; bind op once with [Wrap] where the same op is called many
@@ -47,9 +49,10 @@ var ErrRejected = errors.New("resilience: rejected")
 func Chain(ps ...Policy) Policy {
 	c := make(chain, 0, len(ps))
 	for i, p := range ps {
-		switch p := p.(type) {
-		case nil:
+		if isNil(p) {
 			panic(fmt.Sprintf("resilience: Chain: policy %d is nil", i))
+		}
+		switch p := p.(type) {
 		case chain:
 			c = append(c, p...)
 		case direct:
@@ -70,7 +73,7 @@ func Chain(ps ...Policy) Policy {
 // result allocates nothing beyond what the policies themselves allocate, even
 // when p is a [Chain]. Wrap panics if p or op is nil.
 func Wrap(p Policy, op Op) Op {
-	if p == nil {
+	if isNil(p) {
 		panic("resilience: Wrap: nil policy")
 	}
 	if op == nil {
@@ -82,19 +85,24 @@ func Wrap(p Policy, op Op) Op {
 	return func(ctx context.Context) error { return p.Do(ctx, op) }
 }
 
-// Do runs fn under p and returns the value from the last call to fn that p
-// made, with p's error. When p refuses the call without running fn, the value
-// is the zero T. Do is free of data races even under a policy that runs
-// attempts concurrently.
+// Do runs fn under p and returns, with p's error, the value of the first call
+// to fn that succeeded or, if none did, of the last call p made: for a retry,
+// the value of its last attempt. When p refuses the call without running fn,
+// the value is the zero T. Do is free of data races even under a policy that
+// runs attempts concurrently, where the first success wins. A fallback policy
+// cannot supply a value through Do; use fallback.Do.
 func Do[T any](ctx context.Context, p Policy, fn func(context.Context) (T, error)) (T, error) {
 	var (
 		mu sync.Mutex
 		v  T
+		ok bool // v is the value of a success
 	)
 	err := p.Do(ctx, func(ctx context.Context) error {
 		r, err := fn(ctx)
 		mu.Lock()
-		v = r
+		if !ok {
+			v, ok = r, err == nil
+		}
 		mu.Unlock()
 		return err
 	})
@@ -128,6 +136,19 @@ func RetryAfter(err error) (time.Duration, bool) {
 		}
 	}
 	return 0, false
+}
+
+// isNil reports whether p is nil, or holds a nil pointer or func, which would
+// panic on its first call.
+func isNil(p Policy) bool {
+	if p == nil {
+		return true
+	}
+	switch v := reflect.ValueOf(p); v.Kind() {
+	case reflect.Pointer, reflect.Func, reflect.Map, reflect.Slice, reflect.Interface, reflect.Chan:
+		return v.IsNil()
+	}
+	return false
 }
 
 // chain is the Policy that Chain returns for two or more policies.

@@ -95,6 +95,8 @@ func TestChainIsNotAliasedToItsArgument(t *testing.T) {
 func TestNilArgumentsPanic(t *testing.T) {
 	op := func(context.Context) error { return nil }
 	assert.PanicsWithValue(t, "resilience: Chain: policy 1 is nil", func() { resilience.Chain(pass{}, nil) })
+	assert.PanicsWithValue(t, "resilience: Chain: policy 0 is nil", func() { resilience.Chain((*struct{ pass })(nil)) })
+	assert.PanicsWithValue(t, "resilience: Chain: policy 0 is nil", func() { resilience.Chain(resilience.PolicyFunc(nil), pass{}) })
 	assert.PanicsWithValue(t, "resilience: Wrap: nil policy", func() { resilience.Wrap(nil, op) })
 	assert.PanicsWithValue(t, "resilience: Wrap: nil op", func() { resilience.Wrap(pass{}, nil) })
 }
@@ -130,6 +132,32 @@ func (n times) Do(ctx context.Context, op resilience.Op) error {
 }
 
 var errRefused = fmt.Errorf("refused: %w", resilience.ErrRejected)
+
+// Under a policy that runs attempts at once, the first success wins: a
+// loser that returns later does not overwrite its value.
+func TestDoKeepsTheFirstSuccess(t *testing.T) {
+	hedge := resilience.PolicyFunc(func(ctx context.Context, op resilience.Op) error {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		errs := make(chan error, 2)
+		winner := make(chan struct{})
+		go func() { errs <- op(context.WithValue(ctx, ctxKey{}, "fast")); close(winner) }()
+		go func() { <-winner; cancel(); errs <- op(context.WithValue(ctx, ctxKey{}, "slow")) }()
+		first := <-errs
+		<-errs
+		return first
+	})
+	v, err := resilience.Do(context.Background(), hedge, func(ctx context.Context) (string, error) {
+		if ctx.Value(ctxKey{}) == "slow" {
+			return "", context.Canceled
+		}
+		return "answer", nil
+	})
+	require.NoError(t, err)
+	assert.Equal(t, "answer", v)
+}
+
+type ctxKey struct{}
 
 func TestDoReturnsTheLastAttempt(t *testing.T) {
 	attempt := 0

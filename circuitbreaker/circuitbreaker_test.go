@@ -33,10 +33,11 @@ func run(b *cb.Breaker, n int, op resilience.Op) error {
 }
 
 func TestContract(t *testing.T) {
-	policytest.Run(t, func() resilience.Policy { return cb.New() })
+	// Room for the suite's 100 panics (failures) in a row.
+	policytest.Run(t, func() resilience.Policy { return cb.New(cb.WithCountWindow(200), cb.WithFailureRate(1, 200)) })
 	t.Run("time window", func(t *testing.T) {
 		policytest.Run(t, func() resilience.Policy {
-			return cb.New(cb.WithTimeWindow(time.Second, 10), cb.WithSlowCalls(time.Minute, 1))
+			return cb.New(cb.WithTimeWindow(time.Second, 10), cb.WithFailureRate(1, 200), cb.WithSlowCalls(time.Minute, 1))
 		})
 	})
 }

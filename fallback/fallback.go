@@ -14,8 +14,11 @@
 // [Failover] tries redundant endpoints in turn, each behind policies of its
 // own, and reports every error when all of them fail.
 //
-// By default a fallback answers every error except the caller's own
-// cancellation: when the caller has given up, there is no one to answer.
+// By default a fallback answers every error except one that comes after the
+// caller cancelled its ctx: when the caller has given up, there is no one to
+// answer. A caller's deadline that passed is different: the dependency was
+// too slow, which is when a fallback helps, and the caller is still waiting
+// for Do to return.
 // Outermost in a chain, a fallback sees what is left after retries and
 // breakers: see the order in the resilience package documentation.
 package fallback
@@ -50,7 +53,7 @@ type optionFunc func(*config)
 func (f optionFunc) apply(c *config) { f(c) }
 
 // WithFallbackIf sets which errors the fallback answers. It is never asked
-// about an error that comes after the caller's ctx is done: those are
+// about an error that comes after the caller cancelled its ctx: those are
 // returned as they are. Default: every error. pred must not be nil.
 func WithFallbackIf(pred func(error) bool) Option {
 	if pred == nil {
@@ -88,13 +91,15 @@ func (f *Fallback) Do(ctx context.Context, op resilience.Op) error {
 	return f.alt(ctx, err)
 }
 
+// answers reports whether the fallback answers err; c may be nil, for no
+// options.
 func (c *config) answers(ctx context.Context, err error) bool {
-	return err != nil && ctx.Err() == nil && (c.when == nil || c.when(err))
+	return err != nil && ctx.Err() != context.Canceled && (c == nil || c.when == nil || c.when(err))
 }
 
 // Do runs fn under p (or directly, if p is nil) and, if it fails with an
 // error the options let through (every error by default, but never after the
-// caller's ctx is done), returns alt(ctx, err) instead. If ctx is already
+// caller cancelled ctx), returns alt(ctx, err) instead. If ctx is already
 // done, Do returns ctx.Err() without calling either.
 func Do[T any](ctx context.Context, p resilience.Policy, fn func(context.Context) (T, error),
 	alt func(ctx context.Context, err error) (T, error), opts ...Option) (T, error) {
@@ -102,9 +107,12 @@ func Do[T any](ctx context.Context, p resilience.Policy, fn func(context.Context
 	if err := ctx.Err(); err != nil {
 		return zero, err
 	}
-	var cfg config
-	for _, o := range opts {
-		o.apply(&cfg)
+	var cfg *config
+	if len(opts) > 0 {
+		cfg = new(config)
+		for _, o := range opts {
+			o.apply(cfg)
+		}
 	}
 	var (
 		v   T
@@ -131,8 +139,12 @@ func Do[T any](ctx context.Context, p resilience.Policy, fn func(context.Context
 //	)
 //
 // When every op fails, the Op returns their errors joined with errors.Join,
-// in order. It stops early, with the errors so far, when the caller's ctx is
-// done. Failover panics if there is no op or one is nil.
+// in order. errors.Is and errors.As see each of them: if one endpoint's
+// breaker refused while another failed, the result matches
+// [resilience.ErrRejected] and carries the refusal's retry-after hint, so a
+// retry outside it waits that long or gives up. It stops early, with the
+// errors so far, when the caller's ctx is done. Failover panics if there is
+// no op or one is nil.
 func Failover(ops ...resilience.Op) resilience.Op {
 	if len(ops) == 0 {
 		panic("fallback: Failover()")

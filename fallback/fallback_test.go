@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -57,6 +59,18 @@ func TestNoFallbackForTheCallersCancellation(t *testing.T) {
 	err := f.Do(ctx, func(context.Context) error { cancel(); return errDown })
 	assert.Same(t, errDown, err)
 	assert.False(t, called, "the caller has gone: nobody to answer")
+}
+
+func TestFallbackAnswersAfterTheCallersDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		called := false
+		f := fallback.New(func(context.Context, error) error { called = true; return nil })
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		err := f.Do(ctx, func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() })
+		assert.NoError(t, err, "the dependency was too slow for the caller: the fallback answers")
+		assert.True(t, called)
+	})
 }
 
 func TestFallbackAnswersRejections(t *testing.T) {

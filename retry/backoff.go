@@ -125,7 +125,8 @@ func uniform(lo, hi time.Duration) time.Duration {
 
 // BackOff returns a new [backoff.BackOff] of github.com/cenkalti/backoff/v4
 // that yields this strategy's waits, for code written against that package.
-// Like every BackOff it holds state: use one per sequence of retries.
+// It never returns backoff.Stop: bound it with backoff.WithMaxRetries or a
+// ctx. Like every BackOff it holds state: use one per sequence of retries.
 func (b Backoff) BackOff() backoff.BackOff { return &backOff{b: b} }
 
 type backOff struct {

@@ -39,11 +39,12 @@ type Budget struct {
 // NewBudget returns a Budget that allows retries up to ratio of the calls
 // made, plus minPerSecond retries a second. A new Budget allows
 // minPerSecond retries at once. A retrier made without [WithBudget] has a
-// budget of its own of NewBudget(0.2, 10). ratio must be in [0, 1000],
-// minPerSecond at least 0, and they must not both be 0.
+// budget of its own of NewBudget(0.2, 10). ratio must be 0 or in [1e-6,
+// 1000], minPerSecond in [0, 1000000], and they must not both be 0.
 func NewBudget(ratio float64, minPerSecond int) *Budget {
-	if !(ratio >= 0 && ratio <= 1000) || minPerSecond < 0 || ratio == 0 && minPerSecond == 0 {
-		panic(fmt.Sprintf("retry: NewBudget(%v, %d): want 0 <= ratio <= 1000 and minPerSecond >= 0, not both 0",
+	if !(ratio == 0 || ratio >= 1e-6 && ratio <= 1000) || minPerSecond < 0 || minPerSecond > 1_000_000 ||
+		ratio == 0 && minPerSecond == 0 {
+		panic(fmt.Sprintf("retry: NewBudget(%v, %d): want ratio 0 or in [1e-6, 1000], minPerSecond in [0, 1e6], not both 0",
 			ratio, minPerSecond))
 	}
 	return &Budget{
@@ -62,7 +63,6 @@ func (b *Budget) deposit() { b.deposits.Add(b.ratio) }
 // withdraw takes a token for a retry, from the ratio pool or else from the
 // floor, and reports whether there was one.
 func (b *Budget) withdraw() bool {
-	now := time.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	balance := b.deposits.Sum() - b.spent
@@ -74,11 +74,19 @@ func (b *Budget) withdraw() bool {
 		b.spent += micro
 		return true
 	}
-	b.floor = min(b.perSec, b.floor+now.Sub(b.last).Seconds()*b.perSec)
+	now := time.Now()
+	b.floor = min(b.perSec, b.floor+max(now.Sub(b.last).Seconds(), 0)*b.perSec)
 	b.last = now
 	if b.floor >= 1 {
 		b.floor--
 		return true
 	}
 	return false
+}
+
+// refund gives back a token taken for a retry that did not happen.
+func (b *Budget) refund() {
+	b.mu.Lock()
+	b.spent -= micro
+	b.mu.Unlock()
 }

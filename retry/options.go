@@ -63,8 +63,9 @@ func WithBackOffFactory(newBackOff func() backoff.BackOff) Option {
 
 // WithRetryIf sets which errors are worth another attempt. It is asked only
 // about errors the retrier would otherwise retry: errors after the caller's
-// ctx is done and errors marked [Permanent] are never retried, whatever it
-// says. Default: every error. f must not be nil.
+// ctx is done, errors marked [Permanent] and rejections without a usable
+// retry-after hint are never retried, whatever it says. Default: every
+// error. f must not be nil.
 func WithRetryIf(f func(error) bool) Option {
 	if f == nil {
 		panic("retry: WithRetryIf(nil)")

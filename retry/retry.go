@@ -73,7 +73,11 @@ type ExhaustedError struct {
 }
 
 func (e *ExhaustedError) Error() string {
-	return fmt.Sprintf("retry: gave up after %d attempts (%s): %v", e.Attempts, e.Reason, e.Err)
+	attempts := "attempts"
+	if e.Attempts == 1 {
+		attempts = "attempt"
+	}
+	return fmt.Sprintf("retry: gave up after %d %s (%s): %v", e.Attempts, attempts, e.Reason, e.Err)
 }
 
 // Unwrap returns the last attempt's error and, for Reason Cancelled, the
@@ -130,8 +134,9 @@ func New(opts ...Option) *Retrier {
 // or after the ctx deadline (it never waits into a dead ctx), when the
 // budget has no token, or when the caller cancels during a wait. A
 // retry-after hint in the error ([resilience.RetryAfter]: a rejection, an
-// HTTP 429 or 503) replaces the computed wait. Waits use a timer and ctx.
-// A first attempt that succeeds allocates nothing.
+// HTTP 429 or 503) replaces the computed wait, in full: a server that asks
+// for an hour gets an hour, so bound waits with a ctx deadline. Waits use a
+// timer and ctx. A first attempt that succeeds allocates nothing.
 func (r *Retrier) Do(ctx context.Context, op resilience.Op) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -148,12 +153,12 @@ func (r *Retrier) Do(ctx context.Context, op resilience.Op) error {
 		if err == nil {
 			return nil
 		}
-		if ctx.Err() != nil || !r.retryable(err) {
+		if ctx.Err() != nil || permanent(err) {
 			return err
 		}
 		hint, hinted := resilience.RetryAfter(err)
 		rejected := errors.Is(err, resilience.ErrRejected)
-		if rejected && !hinted {
+		if rejected && !hinted || r.cfg.retryIf != nil && !r.cfg.retryIf(err) {
 			return err
 		}
 		if attempt >= r.cfg.maxAttempts {
@@ -186,14 +191,12 @@ func (r *Retrier) Do(ctx context.Context, op resilience.Op) error {
 			r.cfg.onRetry(Event{Attempt: attempt, Err: err, Delay: delay})
 		}
 		if !wait(ctx, delay) {
+			if r.cfg.budget != nil {
+				r.cfg.budget.refund() // the retry did not happen
+			}
 			return &ExhaustedError{Attempts: attempt, Err: err, Reason: Cancelled, ctxErr: ctxErr(ctx)}
 		}
 	}
-}
-
-// retryable applies the rules that do not depend on the attempt number.
-func (r *Retrier) retryable(err error) bool {
-	return !permanent(err) && (r.cfg.retryIf == nil || r.cfg.retryIf(err))
 }
 
 // permanent reports whether err's tree holds an error marked Permanent here
@@ -221,19 +224,17 @@ func permanent(err error) bool {
 }
 
 // wait waits d, or until ctx is done, and reports whether the wait ran its
-// course.
+// course with ctx still live.
 func wait(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
+	if d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+	return ctx.Err() == nil
 }
 
 // ctxErr returns what ended ctx: its error and, when it differs, its cause.

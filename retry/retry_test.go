@@ -126,6 +126,33 @@ func TestCancelDuringWait(t *testing.T) {
 	})
 }
 
+// A cancel during the wait gives the budget's token back.
+func TestCancelDuringWaitRefundsTheBudget(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		budget := retry.NewBudget(0, 1)
+		r := retry.New(retry.WithBudget(budget), retry.WithBackoff(retry.Constant(time.Second)))
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(500*time.Millisecond, cancel)
+		calls := 0
+		err := r.Do(ctx, func(ctx context.Context) error {
+			calls++
+			require.NoError(t, ctx.Err(), "op called with a done ctx")
+			return errFlaky
+		})
+		var ex *retry.ExhaustedError
+		require.ErrorAs(t, err, &ex)
+		assert.Equal(t, retry.Cancelled, ex.Reason)
+		assert.Equal(t, 1, calls)
+
+		// The one token of the floor was refunded: the next call retries.
+		retries := 0
+		r = retry.New(retry.WithBudget(budget), retry.WithMaxAttempts(2), retry.WithBackoff(retry.Constant(0)),
+			retry.WithOnRetry(func(retry.Event) { retries++ }))
+		_ = r.Do(context.Background(), func(context.Context) error { return errFlaky })
+		assert.Equal(t, 1, retries)
+	})
+}
+
 func TestNeverWaitsIntoADeadContext(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 250*time.Millisecond)
@@ -385,9 +412,11 @@ func TestOptionsPanicOnBadValues(t *testing.T) {
 		{"retry: FullJitter(2s, 1s): want 0 < base <= maxDelay", func() { retry.FullJitter(2*time.Second, time.Second) }},
 		{"retry: EqualJitter(-1s, 1s): want 0 < base <= maxDelay", func() { retry.EqualJitter(-time.Second, time.Second) }},
 		{"retry: DecorrelatedJitter(0s, 0s): want 0 < base <= maxDelay", func() { retry.DecorrelatedJitter(0, 0) }},
-		{"retry: NewBudget(0, 0): want 0 <= ratio <= 1000 and minPerSecond >= 0, not both 0", func() { retry.NewBudget(0, 0) }},
-		{"retry: NewBudget(-0.1, 10): want 0 <= ratio <= 1000 and minPerSecond >= 0, not both 0", func() { retry.NewBudget(-0.1, 10) }},
-		{"retry: NewBudget(0.2, -1): want 0 <= ratio <= 1000 and minPerSecond >= 0, not both 0", func() { retry.NewBudget(0.2, -1) }},
+		{"retry: NewBudget(0, 0): want ratio 0 or in [1e-6, 1000], minPerSecond in [0, 1e6], not both 0", func() { retry.NewBudget(0, 0) }},
+		{"retry: NewBudget(-0.1, 10): want ratio 0 or in [1e-6, 1000], minPerSecond in [0, 1e6], not both 0", func() { retry.NewBudget(-0.1, 10) }},
+		{"retry: NewBudget(1e-07, 10): want ratio 0 or in [1e-6, 1000], minPerSecond in [0, 1e6], not both 0", func() { retry.NewBudget(1e-7, 10) }},
+		{"retry: NewBudget(0.2, -1): want ratio 0 or in [1e-6, 1000], minPerSecond in [0, 1e6], not both 0", func() { retry.NewBudget(0.2, -1) }},
+		{"retry: NewBudget(0.2, 1000001): want ratio 0 or in [1e-6, 1000], minPerSecond in [0, 1e6], not both 0", func() { retry.NewBudget(0.2, 1_000_001) }},
 	}
 	for _, tt := range tests {
 		assert.PanicsWithValue(t, tt.want, tt.f)
@@ -397,4 +426,6 @@ func TestOptionsPanicOnBadValues(t *testing.T) {
 func TestReasonString(t *testing.T) {
 	assert.Equal(t, "out of budget", retry.OutOfBudget.String())
 	assert.Equal(t, "Reason(9)", retry.Reason(9).String())
+	assert.EqualError(t, &retry.ExhaustedError{Attempts: 1, Err: errFlaky, Reason: retry.OutOfBudget},
+		"retry: gave up after 1 attempt (out of budget): flaky")
 }

@@ -24,10 +24,10 @@ import (
 	"github.com/resilience-go/resilience"
 )
 
-// ErrExceeded is the cause of the ctx a [Timeout] gives op when its deadline
-// passes (context.Cause reports it), and is matched by the error Do returns
-// when op failed after that deadline. That error also matches
-// context.DeadlineExceeded.
+// ErrExceeded is matched, through errors.Is, by the cause of the ctx a
+// [Timeout] gives op once its deadline passes (context.Cause reports it),
+// and by the error Do returns when op failed after that deadline. Both also
+// match context.DeadlineExceeded.
 var ErrExceeded = errors.New("timeout: exceeded")
 
 // Overrun describes an op that returned after its deadline; see
@@ -48,7 +48,16 @@ type Overrun struct {
 type Timeout struct {
 	d         time.Duration
 	onOverrun func(Overrun)
+	cause     error // this Timeout's own cause: it tells its deadline from any other
 }
+
+// exceeded is the cause a Timeout gives the ctx it makes; one per Timeout,
+// so that a Timeout recognises its own deadline among nested ones.
+type exceeded struct{}
+
+func (*exceeded) Error() string        { return ErrExceeded.Error() }
+func (*exceeded) Is(target error) bool { return target == ErrExceeded }
+func (*exceeded) Unwrap() error        { return context.DeadlineExceeded }
 
 var _ resilience.Policy = (*Timeout)(nil)
 
@@ -74,19 +83,21 @@ func New(d time.Duration, opts ...Option) *Timeout {
 	if d <= 0 {
 		panic(fmt.Sprintf("timeout: New(%v): want d > 0", d))
 	}
-	t := &Timeout{d: d}
+	t := &Timeout{d: d, cause: new(exceeded)}
 	for _, o := range opts {
 		o.apply(t)
 	}
 	return t
 }
 
-// Do calls op with a ctx that ends d from now, with cause [ErrExceeded], and
-// waits for op to return, however long it takes. If ctx already ends sooner,
-// op gets ctx itself and no timer is made. If the deadline passed and op
-// failed, the error matches both ErrExceeded and context.DeadlineExceeded,
-// and wraps op's error. If op succeeded, even late, Do returns nil. If ctx
-// is already done, Do returns ctx.Err() without calling op.
+// Do calls op with a ctx that ends d from now, with a cause matching
+// [ErrExceeded], and waits for op to return, however long it takes. If ctx
+// already ends sooner, op gets ctx itself and no timer is made. If this
+// deadline passed before the caller's ctx ended and op failed, the error
+// matches both ErrExceeded and context.DeadlineExceeded and wraps op's
+// error; if op succeeded, even late, Do returns nil. Either way an overrun
+// is reported. If ctx is already done, Do returns ctx.Err() without calling
+// op.
 func (t *Timeout) Do(ctx context.Context, op resilience.Op) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -95,11 +106,11 @@ func (t *Timeout) Do(ctx context.Context, op resilience.Op) error {
 	if d, ok := ctx.Deadline(); ok && !d.After(deadline) {
 		return op(ctx) // the caller's deadline comes first
 	}
-	tctx, cancel := context.WithDeadlineCause(ctx, deadline, ErrExceeded)
+	tctx, cancel := context.WithDeadlineCause(ctx, deadline, t.cause)
 	defer cancel()
 	err := op(tctx)
-	if tctx.Err() == nil || ctx.Err() != nil {
-		return err // within the deadline, or the caller's own cancellation
+	if tctx.Err() == nil || context.Cause(tctx) != t.cause {
+		return err // within the deadline, or the caller's ctx ended first
 	}
 	if t.onOverrun != nil {
 		t.onOverrun(Overrun{Timeout: t.d, By: time.Since(deadline), Err: err})

@@ -56,7 +56,8 @@ func TestDeadlinePasses(t *testing.T) {
 		assert.ErrorIs(t, err, timeout.ErrExceeded)
 		assert.ErrorIs(t, err, context.DeadlineExceeded)
 		assert.EqualError(t, err, "timeout: exceeded 1s: context deadline exceeded")
-		assert.Same(t, timeout.ErrExceeded, cause, "op's ctx gives ErrExceeded as its cause")
+		assert.ErrorIs(t, cause, timeout.ErrExceeded, "op's ctx gives ErrExceeded as its cause")
+		assert.ErrorIs(t, cause, context.DeadlineExceeded)
 		require.Len(t, overruns, 1)
 		assert.Equal(t, timeout.Overrun{Timeout: time.Second, By: 0, Err: context.DeadlineExceeded}, overruns[0])
 	})
@@ -115,6 +116,25 @@ func TestCallerCancelsFirst(t *testing.T) {
 		})
 		assert.Equal(t, context.Canceled, err)
 		assert.NotErrorIs(t, err, timeout.ErrExceeded)
+	})
+}
+
+// The caller's ctx ending after the timeout's own deadline does not hide
+// the timeout, nor the overrun.
+func TestCallerEndsAfterTheDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var overruns []timeout.Overrun
+		to := timeout.New(time.Second, timeout.WithOnOverrun(func(o timeout.Overrun) { overruns = append(overruns, o) }))
+		stubborn := errors.New("read: i/o timeout")
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		err := to.Do(ctx, func(context.Context) error {
+			time.Sleep(10 * time.Second) // ignores ctx past both deadlines
+			return stubborn
+		})
+		assert.ErrorIs(t, err, timeout.ErrExceeded)
+		assert.ErrorIs(t, err, stubborn)
+		assert.Equal(t, []timeout.Overrun{{Timeout: time.Second, By: 9 * time.Second, Err: stubborn}}, overruns)
 	})
 }
 

@@ -30,15 +30,17 @@ const (
 // Run checks, in one subtest per rule, that the policies newPolicy returns
 // keep the contract of [resilience.Policy]:
 //
-//   - Synchronous: Do returns only after every call to op has returned, and
-//     calls to op never overlap.
-//   - ContextPropagated: op receives ctx or a child of it; values and
-//     cancellation both reach op.
+//   - Synchronous: Do returns only after every call to op has returned, even
+//     a call that ignores its ctx, and calls to op never overlap.
+//   - ContextPropagated: every call to op receives ctx or a child of it:
+//     values, the deadline and cancellation all reach it, on later attempts
+//     too.
 //   - DoneContext: a ctx that is already done is returned as ctx.Err()
 //     without a call to op.
 //   - ErrorKept: op's error comes back matching errors.Is.
 //   - PanicPropagates: a panic in op reaches the caller with the same value,
-//     and what the policy held is released (later calls succeed).
+//     after exactly one call to op, and what the policy held is released
+//     (after 100 panics, a call succeeds).
 //   - NoLeakedGoroutines: every goroutine the policy started has returned when
 //     Do returns.
 //   - Concurrent: 64 goroutines share one policy; each gets its own result
@@ -47,8 +49,9 @@ const (
 // Every check runs in a [synctest] bubble, so the policy's timers run on
 // virtual time, and every check looks for goroutines left behind. newPolicy is
 // called inside the bubble, once per check. The policy it makes must admit a
-// single call and let an op that succeeds succeed, and must let errors through
-// (a fallback that answers every error hides them): configure it with room.
+// single call and let an op that succeeds succeed, must let errors through
+// (a fallback that answers every error hides them), and must still admit a
+// call after 100 calls that panicked: configure it with room.
 // Under concurrency it may refuse calls, with errors that match
 // [resilience.ErrRejected].
 func Run(t *testing.T, newPolicy func() resilience.Policy) {
@@ -132,6 +135,10 @@ func checkSynchronous(t *testing.T, p resilience.Policy) {
 			return opErr
 		}},
 		{"succeeds slowly", func(ctx context.Context) error { return sleep(ctx, 50*time.Millisecond) }},
+		{"ignores its ctx", func(context.Context) error {
+			_ = sleep(context.Background(), 5*time.Second) // a call that does not honour cancellation
+			return opErr
+		}},
 	}
 	for _, tt := range tests {
 		pr := &probe{run: tt.run}
@@ -145,41 +152,82 @@ func checkSynchronous(t *testing.T, p resilience.Policy) {
 type ctxKey struct{}
 
 func checkContextPropagated(t *testing.T, p resilience.Policy) {
-	// Values reach op.
+	// Values and the deadline reach every call, the later ones too: op
+	// fails twice, so that a policy that calls it again does.
 	marker := new(int)
-	var sawValue atomic.Bool
+	deadline := time.Now().Add(time.Hour)
+	ctx, cancel := context.WithDeadline(context.WithValue(context.Background(), ctxKey{}, marker), deadline)
+	defer cancel()
+	var missing atomic.Int64
+	var n atomic.Int64
 	pr := &probe{run: func(ctx context.Context) error {
-		sawValue.Store(ctx.Value(ctxKey{}) == marker)
+		if ctx.Value(ctxKey{}) != marker {
+			missing.Add(1)
+		}
+		if d, ok := ctx.Deadline(); !ok || d.After(deadline) {
+			missing.Add(1)
+		}
+		if n.Add(1) <= 2 {
+			return &testError{id: 4}
+		}
 		return nil
 	}}
-	err := p.Do(context.WithValue(context.Background(), ctxKey{}, marker), pr.op)
-	require.NoError(t, err, "Do with an op that succeeds")
-	assert.True(t, sawValue.Load(), "op's ctx lacks the value set on Do's ctx: not ctx or a child of it")
+	_ = p.Do(ctx, pr.op)
+	require.Positive(t, pr.calls.Load(), "op was never called")
+	assert.Zero(t, missing.Load(), "of %d calls to op, some lacked the value or the deadline of Do's ctx: not ctx or a child of it", pr.calls.Load())
 
-	// Cancellation reaches op at once.
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var doneAt atomic.Pointer[time.Time]
-	pr = &probe{run: func(ctx context.Context) error {
-		err := sleep(ctx, time.Hour)
-		now := time.Now()
-		doneAt.Store(&now)
-		if err == nil {
-			return errors.New("policytest: op's ctx was not cancelled within an hour of the caller's cancel")
+	// Cancellation reaches op at once, on the first call and on a later
+	// one.
+	for _, failFirst := range []bool{false, true} {
+		ctx, cancel := context.WithCancel(context.Background())
+		var doneAt atomic.Pointer[time.Time]
+		var calls atomic.Int64
+		pr := &probe{run: func(ctx context.Context) error {
+			if calls.Add(1) == 1 && failFirst {
+				return &testError{id: 5}
+			}
+			err := sleep(ctx, time.Hour)
+			now := time.Now()
+			doneAt.Store(&now)
+			if err == nil {
+				return errors.New("policytest: op's ctx was not cancelled within an hour of the caller's cancel")
+			}
+			return err
+		}}
+		result := make(chan error, 1)
+		go func() { result <- p.Do(ctx, pr.op) }()
+		// Wait, on virtual time, for op to block on its ctx, or for Do to
+		// return (a policy that makes no second call).
+		var err error
+		returned := false
+		for range 600 {
+			synctest.Wait()
+			if pr.active.Load() == 1 && (!failFirst || calls.Load() >= 2) {
+				break
+			}
+			select {
+			case err = <-result:
+				returned = true
+			default:
+				time.Sleep(100 * time.Millisecond)
+				continue
+			}
+			break
 		}
-		return err
-	}}
-	result := make(chan error, 1)
-	go func() { result <- p.Do(ctx, pr.op) }()
-	synctest.Wait() // op is waiting on its ctx
-	require.Equal(t, int64(1), pr.active.Load(), "op is not running while the caller is waiting in Do")
-	cancelledAt := time.Now()
-	cancel()
-	err = <-result
-	if at := doneAt.Load(); assert.NotNil(t, at, "op did not return") {
-		assert.Equal(t, cancelledAt, *at, "op's ctx was done %v after the caller cancelled", at.Sub(cancelledAt))
+		if returned {
+			cancel()
+			require.True(t, failFirst, "Do returned %v before op waited on its ctx", err)
+			continue // no second call to check
+		}
+		require.Equal(t, int64(1), pr.active.Load(), "op is not running while the caller is waiting in Do")
+		cancelledAt := time.Now()
+		cancel()
+		err = <-result
+		if at := doneAt.Load(); assert.NotNil(t, at, "op did not return") {
+			assert.Equal(t, cancelledAt, *at, "call %d: op's ctx was done %v after the caller cancelled", calls.Load(), at.Sub(cancelledAt))
+		}
+		assert.ErrorIs(t, err, context.Canceled, "Do's error after the caller cancelled")
 	}
-	assert.ErrorIs(t, err, context.Canceled, "Do's error after the caller cancelled")
 }
 
 func checkDoneContext(t *testing.T, p resilience.Policy) {
@@ -214,16 +262,19 @@ func checkErrorKept(t *testing.T, p resilience.Policy) {
 type panicValue struct{ n int }
 
 func checkPanicPropagates(t *testing.T, p resilience.Policy) {
-	for i := range 3 {
+	for i := range 100 {
 		want := &panicValue{n: i}
 		pr := &probe{run: func(context.Context) error { panic(want) }}
 		got, err := catch(func() error { return p.Do(context.Background(), pr.op) })
-		assert.Same(t, want, got, "call %d: the value Do panicked with (Do returned %v)", i, err)
-		assert.Zero(t, pr.active.Load(), "call %d: op was still running after Do panicked", i)
+		if !assert.Same(t, want, got, "call %d: the value Do panicked with (Do returned %v)", i, err) ||
+			!assert.Equal(t, int64(1), pr.calls.Load(), "call %d: op calls before the panic came back", i) ||
+			!assert.Zero(t, pr.active.Load(), "call %d: op was still running after Do panicked", i) {
+			return
+		}
 	}
 	pr := &probe{run: func(context.Context) error { return nil }}
 	err := p.Do(context.Background(), pr.op)
-	assert.NoError(t, err, "Do with an op that succeeds, after three calls that panicked: the policy kept what it held")
+	assert.NoError(t, err, "Do with an op that succeeds, after 100 calls that panicked: the policy kept what it held")
 }
 
 // catch calls f and returns the value it panicked with, or f's error.

@@ -180,6 +180,86 @@ var broken = map[string]struct {
 			return err
 		})
 	}},
+	"abandons an op that ignores its ctx": {"Synchronous", func() resilience.Policy {
+		// A timeout of the kind that returns at its deadline and leaves
+		// the call running.
+		return resilience.PolicyFunc(func(ctx context.Context, op resilience.Op) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			done := make(chan error, 1)
+			go func() { done <- op(ctx) }()
+			t := time.NewTimer(time.Second)
+			defer t.Stop()
+			select {
+			case err := <-done:
+				return err
+			case <-t.C:
+				return errors.New("timed out")
+			}
+		})
+	}},
+	"later attempts lose cancellation": {"ContextPropagated", func() resilience.Policy {
+		return resilience.PolicyFunc(func(ctx context.Context, op resilience.Op) error {
+			var err error
+			for attempt := range 3 {
+				if err = ctx.Err(); err != nil {
+					return err
+				}
+				c := ctx
+				if attempt > 0 {
+					c = context.WithoutCancel(ctx)
+				}
+				if err = op(c); err == nil {
+					return nil
+				}
+			}
+			return err
+		})
+	}},
+	"drops the deadline": {"ContextPropagated", func() resilience.Policy {
+		return resilience.PolicyFunc(func(ctx context.Context, op resilience.Op) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			// Values and cancellation survive; the deadline does not.
+			c, cancel := context.WithCancel(context.WithoutCancel(ctx))
+			defer cancel()
+			stop := context.AfterFunc(ctx, cancel)
+			defer stop()
+			return op(c)
+		})
+	}},
+	"calls op again after a panic": {"PanicPropagates", func() resilience.Policy {
+		return resilience.PolicyFunc(func(ctx context.Context, op resilience.Op) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			defer func() {
+				if v := recover(); v != nil {
+					func() { defer func() { recover() }(); _ = op(ctx) }()
+					panic(v)
+				}
+			}()
+			return op(ctx)
+		})
+	}},
+	"keeps one of four slots after a panic": {"PanicPropagates", func() resilience.Policy {
+		sem := make(chan struct{}, 4)
+		return resilience.PolicyFunc(func(ctx context.Context, op resilience.Op) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			select {
+			case sem <- struct{}{}:
+			default:
+				return errFull
+			}
+			err := op(ctx)
+			<-sem // not deferred: a panic keeps the slot
+			return err
+		})
+	}},
 	"goroutine left running": {"NoLeakedGoroutines", func() resilience.Policy {
 		return resilience.PolicyFunc(func(ctx context.Context, op resilience.Op) error {
 			go func() { // a watchdog that outlives the call
