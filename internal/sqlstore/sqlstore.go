@@ -1,0 +1,226 @@
+// Package sqlstore holds what the outbox and saga packages share about SQL
+// databases: the three flavours they run on, placeholders, the database's
+// clock, identifier checks, and versioned migrations applied under a lock.
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// Flavor is a kind of SQL database.
+type Flavor uint8
+
+// The flavours. The zero Flavor is none of them.
+const (
+	Postgres Flavor = iota + 1
+	MySQL           // MySQL 8 and MariaDB 10.6 or later
+	SQLite
+)
+
+func (f Flavor) String() string {
+	switch f {
+	case Postgres:
+		return "postgres"
+	case MySQL:
+		return "mysql"
+	case SQLite:
+		return "sqlite"
+	}
+	return "Flavor(" + strconv.Itoa(int(f)) + ")"
+}
+
+// Rebind rewrites the ? placeholders of q as $1, $2, ... for PostgreSQL, and
+// returns q unchanged for the others. q must not hold a ? inside a literal.
+func (f Flavor) Rebind(q string) string {
+	if f != Postgres || !strings.Contains(q, "?") {
+		return q
+	}
+	var b strings.Builder
+	b.Grow(len(q) + 16)
+	n := 0
+	for i := range len(q) {
+		if q[i] == '?' {
+			n++
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(n))
+			continue
+		}
+		b.WriteByte(q[i])
+	}
+	return b.String()
+}
+
+// NowMicros returns an SQL expression for the database's clock, in
+// microseconds since the Unix epoch, as a 64-bit integer.
+func (f Flavor) NowMicros() string {
+	switch f {
+	case Postgres:
+		return "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT"
+	case MySQL:
+		return "CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)"
+	}
+	return "CAST(unixepoch('subsec') * 1000000 AS INTEGER)"
+}
+
+// Marks returns n comma-separated placeholders: "?, ?, ?".
+func Marks(n int) string {
+	if n <= 0 {
+		return ""
+	}
+	return strings.Repeat("?, ", n-1) + "?"
+}
+
+var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,47}(\.[A-Za-z_][A-Za-z0-9_]{0,47})?$`)
+
+// ErrBadIdentifier is matched by the error of CheckIdent.
+var ErrBadIdentifier = errors.New("not a valid SQL identifier")
+
+// CheckIdent reports an error unless name is a plain SQL identifier, or two
+// joined by a dot (schema.table): letters, digits and underscores, not
+// starting with a digit, at most 48 characters each, so that a table name
+// built from it cannot carry SQL.
+func CheckIdent(name string) error {
+	if !identRE.MatchString(name) {
+		return fmt.Errorf("%q: %w", name, ErrBadIdentifier)
+	}
+	return nil
+}
+
+// Migration is one version of a schema: statements applied in order.
+type Migration struct {
+	Version    int
+	Statements []string
+}
+
+// Migrate applies to db the migrations whose version is not recorded in
+// versionTable, in order, each recorded once applied, under a lock named
+// lockName so that processes that migrate at once do not collide. On
+// PostgreSQL and SQLite each version is applied in one transaction; MySQL
+// commits DDL statement by statement. Every statement must be safe to
+// repeat (CREATE ... IF NOT EXISTS, INSERT ignoring duplicates).
+func Migrate(ctx context.Context, db *sql.DB, f Flavor, lockName, versionTable string, migrations []Migration) error {
+	if err := CheckIdent(versionTable); err != nil {
+		return err
+	}
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	unlock, err := lock(ctx, conn, f, lockName)
+	if err != nil {
+		return fmt.Errorf("lock %s: %w", lockName, err)
+	}
+	defer unlock()
+
+	create := "CREATE TABLE IF NOT EXISTS " + versionTable + " (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)"
+	if _, err := conn.ExecContext(ctx, create); err != nil {
+		return fmt.Errorf("create %s: %w", versionTable, err)
+	}
+	applied := map[int]bool{}
+	rows, err := conn.QueryContext(ctx, "SELECT version FROM "+versionTable)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var v int
+		if err := rows.Scan(&v); err != nil {
+			rows.Close()
+			return err
+		}
+		applied[v] = true
+	}
+	if err := rows.Close(); err != nil {
+		return err
+	}
+	for _, m := range migrations {
+		if applied[m.Version] {
+			continue
+		}
+		if err := apply(ctx, conn, f, versionTable, m); err != nil {
+			return fmt.Errorf("migration %d: %w", m.Version, err)
+		}
+	}
+	return nil
+}
+
+func apply(ctx context.Context, conn *sql.Conn, f Flavor, versionTable string, m Migration) error {
+	// Ignoring a version already recorded makes a migration that raced with
+	// another one harmless: every statement is safe to repeat.
+	record := f.InsertIgnore(versionTable, []string{"version", "applied_at"}, "?, "+f.NowMicros())
+	if f == MySQL {
+		for _, st := range m.Statements {
+			if _, err := conn.ExecContext(ctx, st); err != nil {
+				return err
+			}
+		}
+		_, err := conn.ExecContext(ctx, record, m.Version)
+		return err
+	}
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
+	for _, st := range m.Statements {
+		if _, err := tx.ExecContext(ctx, st); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.ExecContext(ctx, record, m.Version); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// lock takes a lock named name, held on conn until unlock is called:
+// PostgreSQL's session advisory lock or MySQL's GET_LOCK. SQLite takes none:
+// it has one writer, and its statements are safe to repeat.
+func lock(ctx context.Context, conn *sql.Conn, f Flavor, name string) (unlock func(), err error) {
+	switch f {
+	case Postgres:
+		key := int64(Hash32(name))
+		if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock($1)", key); err != nil {
+			return nil, err
+		}
+		return func() { conn.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", key) }, nil //nolint:errcheck // the session ends the lock anyway
+	case MySQL:
+		var got sql.NullInt64
+		if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK(?, 60)", name).Scan(&got); err != nil {
+			return nil, err
+		}
+		if got.Int64 != 1 {
+			return nil, errors.New("GET_LOCK timed out")
+		}
+		return func() { conn.ExecContext(context.WithoutCancel(ctx), "SELECT RELEASE_LOCK(?)", name) }, nil //nolint:errcheck // the session ends the lock anyway
+	}
+	return func() {}, nil
+}
+
+// Hash32 is the FNV-1a hash of s.
+func Hash32(s string) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(s)) //nolint:errcheck // a hash does not fail
+	return h.Sum32()
+}
+
+// InsertIgnore returns the statement that inserts one row into table, and
+// does nothing when it would break a unique key: ON CONFLICT DO NOTHING,
+// INSERT IGNORE or INSERT OR IGNORE.
+func (f Flavor) InsertIgnore(table string, columns []string, values string) string {
+	cols := strings.Join(columns, ", ")
+	switch f {
+	case MySQL:
+		return "INSERT IGNORE INTO " + table + " (" + cols + ") VALUES (" + values + ")"
+	case SQLite:
+		return "INSERT OR IGNORE INTO " + table + " (" + cols + ") VALUES (" + values + ")"
+	}
+	return f.Rebind("INSERT INTO " + table + " (" + cols + ") VALUES (" + values + ") ON CONFLICT DO NOTHING")
+}

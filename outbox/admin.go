@@ -1,0 +1,123 @@
+package outbox
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/resilience-go/resilience/internal/sqlstore"
+)
+
+// DeadMessage is a message the relay gave up on; see [ListDead].
+type DeadMessage struct {
+	Message
+	// LastError is the error of its last attempt.
+	LastError string
+	// CreatedAt is when it was enqueued, on the database's clock.
+	CreatedAt time.Time
+}
+
+// ListDead returns up to limit dead messages of d's outbox, oldest first.
+func ListDead(ctx context.Context, db *sql.DB, d Dialect, limit int) ([]DeadMessage, error) {
+	rows, err := db.QueryContext(ctx, d.q(`SELECT message_id, topic, msg_key, payload, headers, attempts, last_error, created_at
+		FROM {t} WHERE status = 2 ORDER BY id LIMIT ?`), limit)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: list dead: %w", err)
+	}
+	defer rows.Close()
+	var dead []DeadMessage
+	for rows.Next() {
+		var (
+			m         DeadMessage
+			headers   sql.NullString
+			lastError sql.NullString
+			created   int64
+		)
+		if err := rows.Scan(&m.ID, &m.Topic, &m.Key, &m.Payload, &headers, &m.Attempts, &lastError, &created); err != nil {
+			return nil, fmt.Errorf("outbox: list dead: %w", err)
+		}
+		if headers.Valid && headers.String != "" {
+			if err := json.Unmarshal([]byte(headers.String), &m.Headers); err != nil {
+				return nil, fmt.Errorf("outbox: message %s: headers: %w", m.ID, err)
+			}
+		}
+		m.LastError, m.CreatedAt = lastError.String, time.UnixMicro(created)
+		dead = append(dead, m)
+	}
+	return dead, rows.Err()
+}
+
+// Retry makes the dead messages with the given IDs pending again, with their
+// attempts reset, and unblocks their lanes; it returns how many it revived.
+func Retry(ctx context.Context, db *sql.DB, d Dialect, ids ...string) (int64, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	args := anys(ids)
+	in := "message_id IN (" + sqlstore.Marks(len(ids)) + ")"
+	if _, err := db.ExecContext(ctx, d.q(`UPDATE {t}_lanes SET blocked_until = 0 WHERE lane IN
+		(SELECT lane FROM {t} WHERE status = 2 AND lane IS NOT NULL AND `+in+`)`), args...); err != nil {
+		return 0, fmt.Errorf("outbox: retry: %w", err)
+	}
+	res, err := db.ExecContext(ctx, d.q(`UPDATE {t} SET status = 0, attempts = 0, available_at = `+d.flavor.NowMicros()+`,
+		locked_by = NULL, locked_until = NULL WHERE status = 2 AND `+in), args...)
+	if err != nil {
+		return 0, fmt.Errorf("outbox: retry: %w", err)
+	}
+	return res.RowsAffected()
+}
+
+// Discard deletes the messages with the given IDs that are not yet
+// published, dead or pending (a poison message that holds up its lane in
+// ordered mode, say), and returns how many it deleted.
+func Discard(ctx context.Context, db *sql.DB, d Dialect, ids ...string) (int64, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	res, err := db.ExecContext(ctx, d.q(`DELETE FROM {t} WHERE status <> 1 AND message_id IN (`+sqlstore.Marks(len(ids))+`)`), anys(ids)...)
+	if err != nil {
+		return 0, fmt.Errorf("outbox: discard: %w", err)
+	}
+	return res.RowsAffected()
+}
+
+// Backlog describes what an outbox holds.
+type Backlog struct {
+	// Pending counts the messages not yet published; Dead, those given up on.
+	Pending, Dead int64
+	// OldestPending is how long the oldest pending message has waited, on
+	// the database's clock; zero when nothing is pending.
+	OldestPending time.Duration
+}
+
+// ReadBacklog returns the backlog of d's outbox: what a dashboard or an
+// alert on a stuck relay watches.
+func ReadBacklog(ctx context.Context, db *sql.DB, d Dialect) (Backlog, error) {
+	var (
+		b      Backlog
+		oldest sql.NullInt64
+		now    int64
+	)
+	err := db.QueryRowContext(ctx, d.q(`SELECT
+		COALESCE(SUM(CASE WHEN status = 0 THEN 1 ELSE 0 END), 0),
+		COALESCE(SUM(CASE WHEN status = 2 THEN 1 ELSE 0 END), 0),
+		MIN(CASE WHEN status = 0 THEN created_at END),
+		`+d.flavor.NowMicros()+` FROM {t} WHERE status <> 1`)).Scan(&b.Pending, &b.Dead, &oldest, &now)
+	if err != nil {
+		return b, fmt.Errorf("outbox: backlog: %w", err)
+	}
+	if oldest.Valid {
+		b.OldestPending = time.Duration(max(now-oldest.Int64, 0)) * time.Microsecond
+	}
+	return b, nil
+}
+
+func anys[T any](s []T) []any {
+	out := make([]any, len(s))
+	for i, v := range s {
+		out[i] = v
+	}
+	return out
+}
