@@ -252,4 +252,3 @@ func TestOrderedRetryKeepsOrder(t *testing.T) {
 		assert.Equal(t, []string{"k:1", "k:2", "k:3", "k:4", "k:5"}, pub.ids())
 	})
 }
-
