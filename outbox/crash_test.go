@@ -135,7 +135,7 @@ func TestCrashedRelaysLoseNothing(t *testing.T) {
 					"OUTBOX_CHILD_DIALECT="+db.Dialect)
 				require.NoError(t, cmd.Start())
 				time.Sleep(time.Duration(20+rand.IntN(200)) * time.Millisecond) // a random moment
-				require.NoError(t, cmd.Process.Kill())                           // SIGKILL: no clean-up
+				require.NoError(t, cmd.Process.Kill())                          // SIGKILL: no clean-up
 				_ = cmd.Wait()
 			}
 			stop.Store(true)
