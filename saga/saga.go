@@ -1,0 +1,714 @@
+package saga
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Phase is the part of a step a call runs.
+type Phase uint8
+
+// The phases. A saga step has an action and a compensation; a TCC
+// participant a try, a confirm and a cancel.
+const (
+	Action Phase = iota + 1
+	Compensate
+	Try
+	Confirm
+	Cancel
+)
+
+var phaseNames = [...]string{"", "action", "compensate", "try", "confirm", "cancel"}
+
+func (p Phase) String() string {
+	if int(p) < len(phaseNames) && p > 0 {
+		return phaseNames[p]
+	}
+	return fmt.Sprintf("Phase(%d)", uint8(p))
+}
+
+// Status is where a saga instance stands.
+type Status uint8
+
+// The statuses.
+const (
+	// Running: forward steps (or tries) are running.
+	Running Status = iota + 1
+	// Compensating: a step failed; its compensations (or cancels) are
+	// running, or are to be retried.
+	Compensating
+	// Confirming: every try succeeded; the confirms are running, or are to
+	// be retried.
+	Confirming
+	// Succeeded: every step (or confirm) succeeded.
+	Succeeded
+	// Compensated: every step that started was compensated.
+	Compensated
+	// Stuck: a compensation or confirm kept failing past the ceiling; an
+	// operator must act (see [Coordinator.ListStuck]).
+	Stuck
+	// Resolved: an operator marked a stuck instance as dealt with.
+	Resolved
+)
+
+var statusNames = [...]string{"", "running", "compensating", "confirming", "succeeded", "compensated", "stuck", "resolved"}
+
+func (s Status) String() string {
+	if int(s) < len(statusNames) && s > 0 {
+		return statusNames[s]
+	}
+	return fmt.Sprintf("Status(%d)", uint8(s))
+}
+
+// Key identifies one call of one phase of one step of one saga instance:
+// what a participant de-duplicates by (see [Barrier]).
+type Key struct {
+	SagaID string
+	Step   string
+	Phase  Phase
+}
+
+// String returns "sagaID/step/phase".
+func (k Key) String() string { return k.SagaID + "/" + k.Step + "/" + k.Phase.String() }
+
+type keyCtx struct{}
+
+// IdempotencyKey returns the key of the step call whose ctx this is.
+func IdempotencyKey(ctx context.Context) (Key, bool) {
+	k, ok := ctx.Value(keyCtx{}).(Key)
+	return k, ok
+}
+
+// Call is what a [StepFunc] receives.
+type Call struct {
+	Key
+	// Input is the saga's input, as given to Run.
+	Input []byte
+	// Output is, for a compensation, confirm or cancel, the output the
+	// step's action (or try) recorded; nil for an action.
+	Output []byte
+
+	outputs func(step string) []byte
+	out     []byte
+}
+
+// StepOutput returns the output recorded by the action of an earlier step.
+func (c *Call) StepOutput(step string) []byte { return c.outputs(step) }
+
+// SetOutput records out as the action's output, to be handed to its
+// compensation (a payment ID to refund, say) and to later steps. A durable
+// coordinator stores it with the step's result.
+func (c *Call) SetOutput(out []byte) { c.out = out }
+
+// ErrDeadline is the cause of a saga that ran out of its [Timeout]: matched
+// by the Error that Run returns and by context.Cause of the steps' ctx.
+var ErrDeadline = errors.New("saga: deadline passed")
+
+// Error is returned by Run for a saga that did not succeed. errors.Is finds
+// the failed step's error (or [ErrDeadline], or the caller's ctx error) and
+// the compensations' errors.
+type Error struct {
+	SagaID string
+	// Step is the step that failed, or "" when the saga ran out of time
+	// between steps or was cancelled.
+	Step string
+	// Err is why the saga stopped going forward.
+	Err error
+	// Compensation joins the errors of compensations (or confirms) that
+	// have not succeeded yet; nil once every one has.
+	Compensation error
+	// Status is Compensated, or Compensating or Confirming (retries are
+	// left to recovery), or Stuck.
+	Status Status
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "saga %s: ", e.SagaID)
+	if e.Step != "" {
+		fmt.Fprintf(&b, "step %s: ", e.Step)
+	}
+	fmt.Fprintf(&b, "%v; %s", e.Err, e.Status)
+	if e.Compensation != nil {
+		fmt.Fprintf(&b, ": %v", e.Compensation)
+	}
+	return b.String()
+}
+
+// Unwrap returns Err and Compensation.
+func (e *Error) Unwrap() []error {
+	if e.Compensation == nil {
+		return []error{e.Err}
+	}
+	return []error{e.Err, e.Compensation}
+}
+
+// phaseStatus is where one phase of one step stands.
+type phaseStatus uint8
+
+const (
+	notStarted phaseStatus = iota
+	started
+	succeeded
+	failed
+)
+
+type stepState struct {
+	action, comp, confirm phaseStatus
+	output                []byte
+}
+
+// instance is one run of a definition, as the coordinator drives it.
+type instance struct {
+	id       string
+	def      *Definition
+	input    []byte
+	status   Status
+	deadline time.Time // zero: none
+	steps    []stepState
+	attempts int // failed rounds of compensation or confirmation
+	cause    error
+	failed   string // the step that failed
+	// unknown marks steps found started, without a result, by recovery.
+	unknown map[int]bool
+	// settleErrs are the errors of the last round of compensation or
+	// confirmation; resume is the status a Stuck instance was in.
+	settleErrs []error
+	resume     Status
+	released   bool // the journal gave up the lease
+}
+
+func (in *instance) compensationErr() error { return errors.Join(in.settleErrs...) }
+
+func (in *instance) output(step string) []byte {
+	for i, s := range in.def.steps {
+		if s.name == step {
+			return in.steps[i].output
+		}
+	}
+	return nil
+}
+
+// write is one phase result or intent, for the journal.
+type write struct {
+	step   int
+	phase  Phase
+	status phaseStatus
+	output []byte
+	err    string
+}
+
+// journal is where a coordinator records what it does: nothing for an
+// in-memory coordinator, the database for a durable one.
+type journal interface {
+	// begin records a new instance and the intents of its first group.
+	begin(ctx context.Context, in *instance, intents []write) error
+	// commit records writes and the instance's status in one transaction,
+	// if the coordinator still holds the instance's lease.
+	commit(ctx context.Context, in *instance, writes []write) error
+	// setback records, in one transaction, the calls of a failed round of
+	// compensation or confirmation that succeeded, and the round's failure,
+	// and gives up the lease until next.
+	setback(ctx context.Context, in *instance, writes []write, next time.Time, lastErr string) error
+	// release gives up the lease of an instance the coordinator stops
+	// driving.
+	release(ctx context.Context, in *instance)
+}
+
+// memory is the journal of an in-memory coordinator.
+type memory struct{}
+
+func (memory) begin(context.Context, *instance, []write) error                      { return nil }
+func (memory) commit(context.Context, *instance, []write) error                     { return nil }
+func (memory) setback(context.Context, *instance, []write, time.Time, string) error { return nil }
+func (memory) release(context.Context, *instance)                                   {}
+
+// ErrLeaseLost is returned by Run when another coordinator took over the
+// instance: this one stopped driving it.
+var ErrLeaseLost = errors.New("saga: lease lost to another coordinator")
+
+// Coordinator runs sagas. Make one with [New]; it is safe for concurrent
+// use, and the zero value is not usable. Without [WithStore] it keeps
+// nothing and a saga lives as long as its Run call; with it, every step's
+// intent and result go to the database first, and [Coordinator.Recover]
+// finishes the instances a crashed process left.
+type Coordinator struct {
+	cfg       config
+	j         journal
+	defs      sync.Map // name/version -> *Definition
+	ownerOnce sync.Once
+	ownerName string
+	stats     struct {
+		started, succeeded, compensated, commits atomic.Int64
+	}
+}
+
+// New returns a Coordinator configured by opts. It panics if an option is
+// out of range.
+func New(opts ...Option) *Coordinator {
+	cfg := defaultConfig()
+	for _, o := range opts {
+		o.apply(&cfg)
+	}
+	c := &Coordinator{cfg: cfg, j: memory{}}
+	if cfg.db != nil {
+		c.j = &sqlJournal{c: c, db: cfg.db, d: cfg.dialect}
+	}
+	for _, d := range cfg.defs {
+		c.register(d)
+	}
+	return c
+}
+
+func (c *Coordinator) register(d *Definition) {
+	c.defs.Store(fmt.Sprintf("%s/%d", d.name, d.version), d)
+}
+
+func (c *Coordinator) definition(name string, version int) *Definition {
+	d, _ := c.defs.Load(fmt.Sprintf("%s/%d", name, version))
+	def, _ := d.(*Definition)
+	return def
+}
+
+// Stats counts what a coordinator did since it was made.
+type Stats struct {
+	// Started, Succeeded and Compensated count instances.
+	Started, Succeeded, Compensated int64
+	// Commits counts the transactions it wrote to the store.
+	Commits int64
+}
+
+// Stats returns the coordinator's counts.
+func (c *Coordinator) Stats() Stats {
+	return Stats{Started: c.stats.started.Load(), Succeeded: c.stats.succeeded.Load(),
+		Compensated: c.stats.compensated.Load(), Commits: c.stats.commits.Load()}
+}
+
+// ErrNoID is returned by Run for an empty saga ID.
+var ErrNoID = errors.New("saga: Run: empty saga ID")
+
+// ErrExists is returned by a durable coordinator's Run for an ID that the
+// store holds already: an instance runs once. [Coordinator.InstanceStatus]
+// says where the earlier one stands.
+var ErrExists = errors.New("saga: an instance with this ID exists")
+
+// Run runs a new instance of def, identified by id (an order ID, say: at
+// most 128 bytes, unique in the store), with input, and returns nil when
+// every step succeeded (for TCC: every try, then every confirm). When a step
+// fails, or the saga's [Timeout] passes, or ctx is cancelled, Run
+// compensates every step that started, in reverse, under a ctx detached from
+// ctx's cancellation, each compensation retried with backoff ([WithAttempts])
+// and returns an [*Error]. A durable coordinator leaves compensations that
+// still fail to recovery, persisting their backoff, and says so in the
+// Error's Status; an in-memory one reports them Stuck. A step that panics
+// fails the saga like an error; Run panics with its value once the
+// compensations are done.
+func (c *Coordinator) Run(ctx context.Context, def *Definition, id string, input []byte) error {
+	if id == "" {
+		return ErrNoID
+	}
+	if len(id) > 128 {
+		return fmt.Errorf("saga: Run: ID of %d bytes: want at most 128", len(id))
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c.register(def)
+	in := &instance{id: id, def: def, input: input, status: Running, steps: make([]stepState, len(def.steps))}
+	if def.timeout > 0 {
+		in.deadline = time.Now().Add(def.timeout)
+	}
+	intents := c.intents(in, def.groups[0], Action)
+	if err := c.j.begin(ctx, in, intents); err != nil {
+		if errors.Is(err, ErrExists) {
+			return fmt.Errorf("saga %s: %w", id, err)
+		}
+		return fmt.Errorf("saga %s: begin: %w", id, err)
+	}
+	c.stats.started.Add(1)
+	err := c.drive(ctx, in)
+	// A step that panicked was a failure for the saga, which compensated;
+	// the panic goes on to the caller now.
+	var sp *stepPanic
+	if errors.As(err, &sp) {
+		panic(sp.value)
+	}
+	return err
+}
+
+// stepPanic is the failure of a step that panicked.
+type stepPanic struct {
+	key   Key
+	value any
+}
+
+func (p *stepPanic) Error() string { return fmt.Sprintf("saga: %s panicked: %v", p.key, p.value) }
+
+// intents marks the given steps' phase as started and returns the writes.
+func (c *Coordinator) intents(in *instance, steps []int, phase Phase) []write {
+	var ws []write
+	for _, i := range steps {
+		st := &in.steps[i]
+		switch phase {
+		case Action:
+			st.action = started
+		case Compensate:
+			st.comp = started
+		case Confirm:
+			st.confirm = started
+		}
+		ws = append(ws, write{step: i, phase: phase, status: started})
+	}
+	return ws
+}
+
+// drive takes an instance from where it stands to an end, or to a point where
+// it must wait (a compensation round that failed).
+func (c *Coordinator) drive(ctx context.Context, in *instance) error {
+	defer c.j.release(context.WithoutCancel(ctx), in)
+	ctx, stop := c.heartbeat(ctx, in)
+	defer stop()
+	var err error
+	if in.status == Running {
+		err = c.forward(ctx, in)
+	}
+	if err == nil && in.status == Confirming {
+		err = c.settle(ctx, in, Confirm)
+	}
+	if err == nil && in.status == Compensating {
+		err = c.settle(ctx, in, Compensate)
+	}
+	if err != nil {
+		if errors.Is(err, ErrLeaseLost) {
+			c.emit(Event{Kind: LeaseLost, SagaID: in.id, Err: err})
+		}
+		return err
+	}
+	switch in.status {
+	case Succeeded:
+		c.stats.succeeded.Add(1)
+		return nil
+	case Compensated:
+		c.stats.compensated.Add(1)
+	}
+	return &Error{SagaID: in.id, Step: in.failed, Err: in.cause, Status: in.status, Compensation: in.compensationErr()}
+}
+
+// heartbeat renews a durable instance's lease while it is driven; the ctx it
+// returns is cancelled, with cause ErrLeaseLost, if the lease is lost.
+func (c *Coordinator) heartbeat(ctx context.Context, in *instance) (context.Context, func()) {
+	j, ok := c.j.(*sqlJournal)
+	if !ok {
+		return ctx, func() {}
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(c.cfg.lease / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := j.renew(ctx, in); err != nil && ctx.Err() == nil {
+					if errors.Is(err, ErrLeaseLost) {
+						cancel(ErrLeaseLost)
+						return
+					}
+					c.emit(Event{Kind: StoreError, SagaID: in.id, Err: err})
+				}
+			}
+		}
+	})
+	return ctx, func() { cancel(nil); wg.Wait() }
+}
+
+// forward runs the forward steps from the first group not done. It returns
+// an error only for the journal; a step's failure moves the instance to
+// compensation.
+func (c *Coordinator) forward(ctx context.Context, in *instance) error {
+	sctx := ctx
+	if !in.deadline.IsZero() {
+		var cancel context.CancelFunc
+		sctx, cancel = context.WithDeadlineCause(ctx, in.deadline, ErrDeadline)
+		defer cancel()
+	}
+	phase := Action
+	if in.def.tcc {
+		phase = Try
+	}
+	for g, steps := range in.def.groups {
+		var todo []int
+		for _, i := range steps {
+			switch in.steps[i].action {
+			case succeeded:
+				continue
+			case started, failed:
+				// Started before a crash, with no result: run it again only
+				// if it is idempotent; otherwise compensate.
+				if in.unknown[i] && !in.def.steps[i].idempotent {
+					return c.fail(ctx, in, in.def.steps[i].name, fmt.Errorf("saga: step %s: outcome unknown after a restart", in.def.steps[i].name), nil)
+				}
+			}
+			todo = append(todo, i)
+		}
+		if len(todo) == 0 {
+			continue
+		}
+		if err := sctx.Err(); err != nil {
+			return c.fail(ctx, in, "", context.Cause(sctx), nil)
+		}
+		results := c.runGroup(sctx, in, todo, phase)
+		var writes []write
+		var firstErr error
+		failedStep := ""
+		for k, i := range todo {
+			r := results[k]
+			if r.err != nil {
+				in.steps[i].action, in.steps[i].output = failed, r.output
+				writes = append(writes, write{step: i, phase: Action, status: failed, output: r.output, err: r.err.Error()})
+				if firstErr == nil {
+					firstErr, failedStep = r.err, in.def.steps[i].name
+				}
+				continue
+			}
+			in.steps[i].action, in.steps[i].output = succeeded, r.output
+			writes = append(writes, write{step: i, phase: Action, status: succeeded, output: r.output})
+		}
+		if lostErr := context.Cause(sctx); errors.Is(lostErr, ErrLeaseLost) {
+			return ErrLeaseLost
+		}
+		if firstErr != nil {
+			if cause := context.Cause(sctx); cause != nil && sctx.Err() != nil {
+				firstErr = fmt.Errorf("%w (%w)", firstErr, cause)
+			}
+			return c.fail(ctx, in, failedStep, firstErr, writes)
+		}
+		if g+1 < len(in.def.groups) {
+			writes = append(writes, c.intents(in, in.def.groups[g+1], Action)...)
+		} else if in.def.tcc {
+			in.status = Confirming
+		} else {
+			in.status = Succeeded
+		}
+		if err := c.j.commit(ctx, in, writes); err != nil {
+			return err
+		}
+	}
+	if in.status == Running { // every step was done before a restart
+		in.status = Succeeded
+		if in.def.tcc {
+			in.status = Confirming
+		}
+		return c.j.commit(ctx, in, nil)
+	}
+	return nil
+}
+
+func allSteps(in *instance) []int {
+	s := make([]int, len(in.def.steps))
+	for i := range s {
+		s[i] = i
+	}
+	return s
+}
+
+// fail records the failure of the forward steps and moves the instance to
+// compensation: the results of the group that failed and the new status, in
+// one transaction, before any compensation runs (after a crash, recovery
+// must not take a failed step for one to run again).
+func (c *Coordinator) fail(ctx context.Context, in *instance, step string, cause error, writes []write) error {
+	in.status, in.failed, in.cause = Compensating, step, cause
+	return c.j.commit(ctx, in, writes)
+}
+
+type result struct {
+	output []byte
+	err    error
+}
+
+// runGroup runs phase of the given steps at once and returns their results.
+// When one action fails, the others' ctx is cancelled.
+func (c *Coordinator) runGroup(ctx context.Context, in *instance, steps []int, phase Phase) []result {
+	results := make([]result, len(steps))
+	if len(steps) == 1 {
+		results[0] = c.call(ctx, in, steps[0], phase)
+		return results
+	}
+	gctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for k, i := range steps {
+		wg.Go(func() {
+			results[k] = c.call(gctx, in, i, phase)
+			if results[k].err != nil && (phase == Action || phase == Try) {
+				cancel()
+			}
+		})
+	}
+	wg.Wait()
+	return results
+}
+
+// call runs one phase of one step under its policy, with its key in ctx. A
+// panic in the step is an error of the step, so that the saga compensates.
+func (c *Coordinator) call(ctx context.Context, in *instance, i int, phase Phase) (res result) {
+	def := in.def.steps[i]
+	f := def.action
+	switch phase {
+	case Compensate, Cancel:
+		f = def.compensate
+	case Confirm:
+		f = def.confirm
+	}
+	call := &Call{Key: Key{SagaID: in.id, Step: def.name, Phase: phase}, Input: in.input, outputs: in.output}
+	if phase != Action && phase != Try {
+		call.Output = in.steps[i].output
+	}
+	ctx = context.WithValue(ctx, keyCtx{}, call.Key)
+	op := func(ctx context.Context) (err error) {
+		defer func() {
+			if v := recover(); v != nil {
+				err = &stepPanic{key: call.Key, value: v}
+			}
+		}()
+		return f(ctx, call)
+	}
+	var err error
+	if def.policy != nil {
+		err = def.policy.Do(ctx, op)
+	} else {
+		err = op(ctx)
+	}
+	return result{output: call.out, err: err}
+}
+
+// settle runs the compensations (phase Compensate) or the confirms (phase
+// Confirm) still owed, retrying each round's failures in process, and then
+// records the end, or a setback for recovery to retry later. Neither needs
+// an intent: the instance's status says they are owed, and any without a
+// recorded success runs again after a crash, as a retry would.
+func (c *Coordinator) settle(ctx context.Context, in *instance, phase Phase) error {
+	// Compensations outlive the caller's cancellation.
+	ctx = context.WithoutCancel(ctx)
+	callPhase := phase
+	if in.def.tcc && phase == Compensate {
+		callPhase = Cancel
+	}
+	var rounds [][]int
+	if phase == Confirm {
+		rounds = [][]int{allSteps(in)} // confirms are independent: all at once
+	} else {
+		for g := len(in.def.groups) - 1; g >= 0; g-- {
+			rounds = append(rounds, in.def.groups[g])
+		}
+	}
+	var writes []write
+	for _, steps := range rounds {
+		var todo []int
+		for _, i := range steps {
+			st := &in.steps[i]
+			switch {
+			case phase == Confirm && st.confirm != succeeded:
+				todo = append(todo, i)
+			case phase == Compensate && st.action != notStarted && st.comp != succeeded && in.def.steps[i].compensate != nil:
+				todo = append(todo, i)
+			}
+		}
+		var errs []error
+		for attempt := 1; len(todo) > 0; attempt++ {
+			cctx, cancel := context.WithTimeout(ctx, c.cfg.settleTimeout)
+			results := c.runGroup(cctx, in, todo, callPhase)
+			cancel()
+			errs = nil
+			var again []int
+			for k, i := range todo {
+				if results[k].err == nil {
+					if phase == Confirm {
+						in.steps[i].confirm = succeeded
+					} else {
+						in.steps[i].comp = succeeded
+					}
+					writes = append(writes, write{step: i, phase: phase, status: succeeded})
+					continue
+				}
+				errs = append(errs, fmt.Errorf("%s %s: %w", in.def.steps[i].name, callPhase, results[k].err))
+				again = append(again, i)
+			}
+			todo = again
+			if len(todo) == 0 || attempt >= c.cfg.attempts || !sleep(ctx, c.backoff(attempt, c.cfg.attemptBase, c.cfg.attemptMax)) {
+				break
+			}
+		}
+		if len(errs) > 0 {
+			in.settleErrs = errs
+			return c.setback(ctx, in, writes, errors.Join(errs...))
+		}
+	}
+	if phase == Confirm {
+		in.status = Succeeded
+	} else {
+		in.status = Compensated
+	}
+	in.settleErrs = nil
+	return c.j.commit(ctx, in, writes)
+}
+
+// setback records a failed round: the attempt count, the time of the next
+// round (persisted backoff), an alert after WithAlertAfter rounds, and the
+// Stuck status after WithStuckAfter.
+func (c *Coordinator) setback(ctx context.Context, in *instance, writes []write, err error) error {
+	in.attempts++
+	if in.attempts == c.cfg.alertAfter {
+		c.emit(Event{Kind: Alert, SagaID: in.id, Attempts: in.attempts, Err: err})
+	}
+	if _, inMemory := c.j.(memory); inMemory || in.attempts >= c.cfg.stuckAfter {
+		// Without a store nobody will try again: the instance is stuck now.
+		in.resume = in.status
+		in.status = Stuck
+		c.emit(Event{Kind: StuckEvent, SagaID: in.id, Attempts: in.attempts, Err: err})
+	}
+	next := time.Now().Add(c.backoff(in.attempts, c.cfg.roundBase, c.cfg.roundMax))
+	msg := err.Error()
+	if len(msg) > 2000 {
+		msg = msg[:2000]
+	}
+	return c.j.setback(ctx, in, writes, next, msg)
+}
+
+// backoff is a random wait between half and all of base·2^(n-1), at most
+// max.
+func (c *Coordinator) backoff(n int, base, max time.Duration) time.Duration {
+	ceiling := max
+	if shift := n - 1; shift >= 0 && shift < 62 && base <= max>>shift {
+		ceiling = base << shift
+	}
+	half := int64(ceiling) / 2
+	return time.Duration(half + rand.Int64N(int64(ceiling)-half+1))
+}
+
+func (c *Coordinator) emit(e Event) {
+	if c.cfg.onEvent != nil {
+		c.cfg.onEvent(e)
+	}
+}
+
+// sleep waits d or until ctx is done, and reports whether the wait ran its
+// course.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,330 @@
+package saga_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/resilience-go/resilience/retry"
+	"github.com/resilience-go/resilience/saga"
+)
+
+// trace records the calls of a test's steps, in order.
+type trace struct {
+	mu    sync.Mutex
+	calls []string
+}
+
+func (tr *trace) add(s string) {
+	tr.mu.Lock()
+	tr.calls = append(tr.calls, s)
+	tr.mu.Unlock()
+}
+
+func (tr *trace) get() []string {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return slices.Clone(tr.calls)
+}
+
+// step returns a step that records its calls and fails with failWith, if set.
+func (tr *trace) step(name string, failWith error) saga.Item {
+	return saga.Step(name,
+		func(ctx context.Context, c *saga.Call) error {
+			tr.add(name)
+			c.SetOutput([]byte(name + "-out"))
+			return failWith
+		},
+		func(ctx context.Context, c *saga.Call) error {
+			tr.add("undo " + name + " " + string(c.Output))
+			return nil
+		})
+}
+
+var errDeclined = errors.New("card declined")
+
+func TestSuccessRunsStepsInOrder(t *testing.T) {
+	tr := &trace{}
+	def := saga.Define("checkout", 1, tr.step("reserve", nil), tr.step("charge", nil), tr.step("ship", nil))
+	require.NoError(t, saga.New().Run(context.Background(), def, "o-1", []byte("order")))
+	assert.Equal(t, []string{"reserve", "charge", "ship"}, tr.get())
+}
+
+func TestFailureCompensatesInReverse(t *testing.T) {
+	tr := &trace{}
+	def := saga.Define("checkout", 1, tr.step("reserve", nil), tr.step("charge", errDeclined), tr.step("ship", nil))
+	err := saga.New().Run(context.Background(), def, "o-1", nil)
+	assert.ErrorIs(t, err, errDeclined, "the step's error is matchable")
+	var se *saga.Error
+	require.ErrorAs(t, err, &se)
+	assert.Equal(t, saga.Error{SagaID: "o-1", Step: "charge", Err: errDeclined, Status: saga.Compensated}, *se)
+	assert.EqualError(t, err, "saga o-1: step charge: card declined; compensated")
+	// The failed step is compensated too: a call that returned an error may
+	// have taken effect. Its output is what it recorded before failing.
+	assert.Equal(t, []string{"reserve", "charge", "undo charge charge-out", "undo reserve reserve-out"}, tr.get())
+}
+
+func TestCallCarriesKeyInputAndOutputs(t *testing.T) {
+	var got []string
+	def := saga.Define("pay", 1,
+		saga.Step("quote", func(ctx context.Context, c *saga.Call) error {
+			c.SetOutput([]byte("42.00"))
+			return nil
+		}, nil),
+		saga.Step("charge", func(ctx context.Context, c *saga.Call) error {
+			k, ok := saga.IdempotencyKey(ctx)
+			require.True(t, ok)
+			got = append(got, k.String(), string(c.Input), string(c.StepOutput("quote")), c.Key.String())
+			return errDeclined
+		}, func(ctx context.Context, c *saga.Call) error {
+			k, _ := saga.IdempotencyKey(ctx)
+			got = append(got, k.String())
+			return nil
+		}),
+	)
+	_ = saga.New().Run(context.Background(), def, "p-9", []byte("in"))
+	assert.Equal(t, []string{"p-9/charge/action", "in", "42.00", "p-9/charge/action", "p-9/charge/compensate"}, got)
+}
+
+func TestParallelGroup(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tr := &trace{}
+		var inFlight, peak atomic.Int32
+		slow := func(name string, d time.Duration, fail error) saga.Item {
+			return saga.Step(name, func(ctx context.Context, c *saga.Call) error {
+				n := inFlight.Add(1)
+				if n > peak.Load() {
+					peak.Store(n)
+				}
+				defer inFlight.Add(-1)
+				timer := time.NewTimer(d)
+				defer timer.Stop()
+				select {
+				case <-timer.C:
+				case <-ctx.Done():
+					tr.add(name + " cancelled")
+					return ctx.Err()
+				}
+				tr.add(name)
+				return fail
+			}, func(ctx context.Context, c *saga.Call) error {
+				tr.add("undo " + name)
+				return nil
+			})
+		}
+		def := saga.Define("fan-out", 1,
+			tr.step("first", nil),
+			saga.Parallel(slow("a", time.Second, nil), slow("b", 2*time.Second, errDeclined), slow("c", time.Hour, nil)),
+			tr.step("last", nil),
+		)
+		start := time.Now()
+		err := saga.New().Run(context.Background(), def, "f-1", nil)
+		assert.ErrorIs(t, err, errDeclined)
+		assert.Equal(t, int32(3), peak.Load(), "the group's steps run at once")
+		assert.Equal(t, 2*time.Second, time.Since(start), "b's failure cancels c")
+		calls := tr.get()
+		assert.Equal(t, []string{"first", "a", "b", "c cancelled"}, calls[:4])
+		assert.ElementsMatch(t, []string{"undo a", "undo b", "undo c"}, calls[4:7], "the whole group is compensated")
+		assert.Equal(t, "undo first first-out", calls[7], "before the groups before it")
+		assert.NotContains(t, calls, "last")
+	})
+}
+
+func TestStepPolicyRetries(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		attempts := 0
+		def := saga.Define("flaky", 1, saga.Step("call", func(ctx context.Context, c *saga.Call) error {
+			attempts++
+			if attempts < 3 {
+				return errors.New("503")
+			}
+			return nil
+		}, nil, saga.WithPolicy(retry.New(retry.WithMaxAttempts(3)))))
+		require.NoError(t, saga.New().Run(context.Background(), def, "x", nil))
+		assert.Equal(t, 3, attempts)
+	})
+}
+
+func TestSagaTimeoutCompensates(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tr := &trace{}
+		def := saga.Define("slow", 1, saga.Timeout(5*time.Second),
+			tr.step("reserve", nil),
+			saga.Step("wait", func(ctx context.Context, c *saga.Call) error {
+				<-ctx.Done()
+				assert.ErrorIs(t, context.Cause(ctx), saga.ErrDeadline)
+				return ctx.Err()
+			}, func(context.Context, *saga.Call) error { tr.add("undo wait"); return nil }),
+		)
+		start := time.Now()
+		err := saga.New().Run(context.Background(), def, "s-1", nil)
+		assert.Equal(t, 5*time.Second, time.Since(start))
+		assert.ErrorIs(t, err, saga.ErrDeadline)
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.Equal(t, []string{"reserve", "undo wait", "undo reserve reserve-out"}, tr.get())
+	})
+}
+
+// The caller's cancellation stops the saga going forward, but not its
+// compensations.
+func TestCompensationsOutliveTheCallersCancel(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		var compCtxErr error
+		def := saga.Define("cancelled", 1,
+			saga.Step("book", func(context.Context, *saga.Call) error { return nil },
+				func(ctx context.Context, c *saga.Call) error {
+					time.Sleep(time.Second) // a compensation that takes a while
+					compCtxErr = ctx.Err()
+					return nil
+				}),
+			saga.Step("pay", func(ctx context.Context, c *saga.Call) error {
+				cancel()
+				<-ctx.Done()
+				return ctx.Err()
+			}, nil),
+		)
+		err := saga.New().Run(ctx, def, "c-1", nil)
+		assert.ErrorIs(t, err, context.Canceled)
+		var se *saga.Error
+		require.ErrorAs(t, err, &se)
+		assert.Equal(t, saga.Compensated, se.Status)
+		assert.NoError(t, compCtxErr, "the compensation's ctx was not cancelled with the caller's")
+	})
+}
+
+func TestCompensationRetriedThenStuck(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		undo := 0
+		errRefund := errors.New("refund service down")
+		def := saga.Define("refund", 1,
+			saga.Step("charge", func(context.Context, *saga.Call) error { return nil },
+				func(context.Context, *saga.Call) error { undo++; return errRefund }),
+			saga.Step("ship", func(context.Context, *saga.Call) error { return errDeclined }, nil),
+		)
+		var events []saga.Event
+		c := saga.New(saga.WithAttempts(4, 100*time.Millisecond, time.Second),
+			saga.WithOnEvent(func(e saga.Event) { events = append(events, e) }))
+		err := c.Run(context.Background(), def, "r-1", nil)
+		assert.Equal(t, 4, undo, "four attempts")
+		var se *saga.Error
+		require.ErrorAs(t, err, &se)
+		assert.Equal(t, saga.Stuck, se.Status, "without a store, nobody tries again: never reported as done")
+		assert.ErrorIs(t, err, errRefund)
+		assert.ErrorIs(t, err, errDeclined)
+		require.NotEmpty(t, events)
+		assert.Equal(t, saga.StuckEvent, events[len(events)-1].Kind)
+	})
+}
+
+func TestStepPanicCompensatesThenPanics(t *testing.T) {
+	tr := &trace{}
+	def := saga.Define("panics", 1, tr.step("reserve", nil),
+		saga.Step("bug", func(context.Context, *saga.Call) error { panic("nil map") }, nil))
+	assert.PanicsWithValue(t, "nil map", func() { _ = saga.New().Run(context.Background(), def, "b-1", nil) })
+	assert.Equal(t, []string{"reserve", "undo reserve reserve-out"}, tr.get(), "compensated before the panic went on")
+}
+
+func TestTCC(t *testing.T) {
+	tests := []struct {
+		name    string
+		failTry string
+		want    []string
+		ok      bool
+	}{
+		{"all tries succeed", "", []string{"try a", "try b", "confirm a", "confirm b"}, true},
+		{"second try fails", "b", []string{"try a", "try b", "cancel b", "cancel a"}, false},
+		{"first try fails", "a", []string{"try a", "cancel a"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := &trace{}
+			p := func(name string) saga.Item {
+				return saga.Participant(name,
+					func(context.Context, *saga.Call) error {
+						tr.add("try " + name)
+						if name == tt.failTry {
+							return errDeclined
+						}
+						return nil
+					},
+					func(context.Context, *saga.Call) error { tr.add("confirm " + name); return nil },
+					func(context.Context, *saga.Call) error { tr.add("cancel " + name); return nil })
+			}
+			def := saga.DefineTCC("transfer", 1, p("a"), p("b"))
+			err := saga.New().Run(context.Background(), def, "t-1", nil)
+			assert.Equal(t, tt.ok, err == nil, "%v", err)
+			got := tr.get()
+			if tt.ok { // the confirms run at once, in any order
+				assert.Equal(t, tt.want[:2], got[:2])
+				assert.ElementsMatch(t, tt.want[2:], got[2:])
+				return
+			}
+			assert.Equal(t, tt.want, got)
+		})
+	}
+}
+
+func TestTCCConfirmRetriedUntilItSucceeds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		confirms := 0
+		def := saga.DefineTCC("transfer", 1, saga.Participant("a",
+			func(context.Context, *saga.Call) error { return nil },
+			func(context.Context, *saga.Call) error {
+				confirms++
+				if confirms < 3 {
+					return errors.New("try later")
+				}
+				return nil
+			},
+			func(context.Context, *saga.Call) error { return nil }))
+		require.NoError(t, saga.New().Run(context.Background(), def, "t-2", nil))
+		assert.Equal(t, 3, confirms)
+	})
+}
+
+func TestDefinePanicsOnBadDefinitions(t *testing.T) {
+	ok := func(context.Context, *saga.Call) error { return nil }
+	tests := []struct {
+		want string
+		f    func()
+	}{
+		{`saga: Define(""): want a name of 1 to 128 bytes`, func() { saga.Define("", 1, saga.Step("a", ok, nil)) }},
+		{`saga: Define("x", 0): want version >= 1`, func() { saga.Define("x", 0, saga.Step("a", ok, nil)) }},
+		{`saga: Define("x"): no step`, func() { saga.Define("x", 1) }},
+		{`saga: Define("x"): step name "a" empty, longer than 64 bytes, or used twice`, func() {
+			saga.Define("x", 1, saga.Step("a", ok, nil), saga.Step("a", ok, nil))
+		}},
+		{`saga: Step("a"): nil action`, func() { saga.Step("a", nil, nil) }},
+		{`saga: Define("x"): participants belong to DefineTCC`, func() { saga.Define("x", 1, saga.Participant("p", ok, ok, ok)) }},
+		{`saga: DefineTCC("x"): a TCC saga has participants, not steps`, func() { saga.DefineTCC("x", 1, saga.Step("a", ok, nil)) }},
+		{`saga: Participant("p"): try, confirm and cancel are required`, func() { saga.Participant("p", ok, nil, ok) }},
+		{`saga: Timeout(0s): want d > 0`, func() { saga.Timeout(0) }},
+	}
+	for _, tt := range tests {
+		assert.PanicsWithValue(t, tt.want, tt.f)
+	}
+}
+
+func TestRunRefusesBadIDs(t *testing.T) {
+	def := saga.Define("x", 1, saga.Step("a", func(context.Context, *saga.Call) error { return nil }, nil))
+	assert.ErrorIs(t, saga.New().Run(context.Background(), def, "", nil), saga.ErrNoID)
+	assert.Error(t, saga.New().Run(context.Background(), def, string(make([]byte, 129)), nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	assert.Equal(t, context.Canceled, saga.New().Run(ctx, def, "y", nil))
+	_, err := saga.New().Recover(context.Background(), 1)
+	assert.ErrorIs(t, err, saga.ErrNotDurable)
+	assert.Equal(t, "compensate", saga.Compensate.String())
+	assert.Equal(t, "stuck", saga.Stuck.String())
+	_ = fmt.Sprint()
+}
