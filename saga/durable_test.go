@@ -53,6 +53,35 @@ func TestDurableRunCommits(t *testing.T) {
 	})
 }
 
+// An instance whose coordinator died is recovered once its lease has run
+// out, and not before.
+func TestDurableLeaseRunsOut(t *testing.T) {
+	forEachDatabase(t, func(t *testing.T, s *store) {
+		ctx := context.Background()
+		noop := func(context.Context, *saga.Call) error { return nil }
+		def := saga.Define("leased", 1, saga.Step("a", noop, nil, saga.Idempotent()))
+		for _, tc := range []struct {
+			id    string
+			lease time.Duration
+		}{{"long", time.Minute}, {"short", time.Second}} {
+			// A crash right after the first write: nothing released the
+			// lease.
+			crashing := saga.New(saga.WithStore(s.DB.DB, s.d), saga.WithLease(tc.lease), saga.WithAfterCommit(crashAfter(1)))
+			require.True(t, runCrashing(func() { _ = crashing.Run(ctx, def, tc.id, nil) }))
+		}
+		c := saga.New(saga.WithStore(s.DB.DB, s.d), saga.WithDefinitions(def))
+		time.Sleep(1100 * time.Millisecond) // the short lease runs out
+		n, err := c.Recover(ctx, 10)
+		require.NoError(t, err)
+		assert.Equal(t, 1, n)
+		for id, want := range map[string]saga.Status{"long": saga.Running, "short": saga.Succeeded} {
+			status, err := c.InstanceStatus(ctx, id)
+			require.NoError(t, err)
+			assert.Equal(t, want, status, id)
+		}
+	})
+}
+
 // Outputs recorded by actions survive a crash and reach the compensations
 // that recovery runs.
 func TestDurableOutputsReachCompensationsAfterACrash(t *testing.T) {
@@ -315,11 +344,7 @@ func TestDurableLeaseFencing(t *testing.T) {
 
 		// The stalled coordinator's lease runs out: a minute passes, as the
 		// store sees it.
-		q := "UPDATE saga_instances SET lease_until = 0 WHERE id = ?"
-		if s.Dialect == "postgres" {
-			q = "UPDATE saga_instances SET lease_until = 0 WHERE id = $1"
-		}
-		_, err := s.ExecContext(ctx, q, "f-1")
+		_, err := s.ExecContext(ctx, rebind(s.Dialect, "UPDATE saga_instances SET lease_until = 0 WHERE id = ?"), "f-1")
 		require.NoError(t, err)
 		other := saga.New(saga.WithStore(s.DB.DB, s.d), saga.WithOwner("other"), saga.WithDefinitions(def))
 		n, err := other.Recover(ctx, 10)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +16,24 @@ import (
 
 func dialectNamed(name string) saga.Dialect {
 	return map[string]saga.Dialect{"postgres": saga.Postgres, "mysql": saga.MySQL, "sqlite": saga.SQLite}[name]
+}
+
+// rebind turns the ? placeholders of q into PostgreSQL's $n.
+func rebind(dialect, q string) string {
+	if dialect != "postgres" {
+		return q
+	}
+	var b strings.Builder
+	n := 0
+	for _, r := range q {
+		if r == '?' {
+			n++
+			fmt.Fprintf(&b, "$%d", n)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // store is a test's database with the saga tables and a participant's
