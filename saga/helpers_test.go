@@ -18,6 +18,13 @@ func dialectNamed(name string) saga.Dialect {
 	return map[string]saga.Dialect{"postgres": saga.Postgres, "mysql": saga.MySQL, "sqlite": saga.SQLite}[name]
 }
 
+// tester is what the helpers need of a *testing.T or a *rapid.T.
+type tester interface {
+	require.TestingT
+	Helper()
+	Fatalf(format string, args ...any)
+}
+
 // rebind turns the ? placeholders of q into PostgreSQL's $n.
 func rebind(dialect, q string) string {
 	if dialect != "postgres" {
@@ -134,7 +141,7 @@ func (p *participant) member(name string, failWith error) saga.Item {
 }
 
 // effects counts the effect rows of a saga by "step/phase".
-func effects(t testing.TB, db *sql.DB, dialect, id string) map[string]int {
+func effects(t tester, db *sql.DB, dialect, id string) map[string]int {
 	t.Helper()
 	q := "SELECT step, phase FROM effects WHERE saga_id = ?"
 	if dialect == "postgres" {
@@ -157,7 +164,7 @@ func effects(t testing.TB, db *sql.DB, dialect, id string) map[string]int {
 // each action once and nothing compensated, or compensated, with each action
 // that took effect undone once. For a TCC saga (forward phase "try") a
 // completed one has each try and confirm once.
-func checkAllOrNothing(t testing.TB, s *store, c *saga.Coordinator, id string, steps []string, tcc bool) saga.Status {
+func checkAllOrNothing(t tester, s *store, c *saga.Coordinator, id string, steps []string, tcc bool) saga.Status {
 	t.Helper()
 	status, err := c.InstanceStatus(context.Background(), id)
 	require.NoError(t, err)
@@ -190,7 +197,7 @@ func checkAllOrNothing(t testing.TB, s *store, c *saga.Coordinator, id string, s
 }
 
 // recoverUntilDone drives recovery until the instance id has ended.
-func recoverUntilDone(t testing.TB, c *saga.Coordinator, id string) {
+func recoverUntilDone(t tester, c *saga.Coordinator, id string) {
 	t.Helper()
 	ctx := context.Background()
 	for range 600 {
@@ -222,7 +229,7 @@ func crashAfter(n int) func() {
 
 // crash runs f, which must crash with errCrash, and then lets the leases
 // that the crashed coordinator held run out, as the store sees it.
-func crash(t testing.TB, s *store, f func()) {
+func crash(t tester, s *store, f func()) {
 	t.Helper()
 	require.True(t, runCrashing(f), "crashed")
 	_, err := s.ExecContext(context.Background(), "UPDATE saga_instances SET lease_until = 0 WHERE owner IS NOT NULL")

@@ -94,12 +94,12 @@ type Call struct {
 	// step's action (or try) recorded; nil for an action.
 	Output []byte
 
-	outputs func(step string) []byte
-	out     []byte
+	in  *instance
+	out []byte
 }
 
 // StepOutput returns the output recorded by the action of an earlier step.
-func (c *Call) StepOutput(step string) []byte { return c.outputs(step) }
+func (c *Call) StepOutput(step string) []byte { return c.in.output(step) }
 
 // SetOutput records out as the action's output, to be handed to its
 // compensation (a payment ID to refund, say) and to later steps. A durable
@@ -241,7 +241,8 @@ var ErrLeaseLost = errors.New("saga: lease lost to another coordinator")
 type Coordinator struct {
 	cfg       config
 	j         journal
-	defs      sync.Map // name/version -> *Definition
+	durable   bool
+	defs      sync.Map // defKey -> *Definition
 	ownerOnce sync.Once
 	ownerName string
 	stats     struct {
@@ -259,6 +260,7 @@ func New(opts ...Option) *Coordinator {
 	c := &Coordinator{cfg: cfg, j: memory{}}
 	if cfg.db != nil {
 		c.j = &sqlJournal{c: c, db: cfg.db, d: cfg.dialect}
+		c.durable = true
 	}
 	for _, d := range cfg.defs {
 		c.register(d)
@@ -266,12 +268,20 @@ func New(opts ...Option) *Coordinator {
 	return c
 }
 
+type defKey struct {
+	name    string
+	version int
+}
+
 func (c *Coordinator) register(d *Definition) {
-	c.defs.Store(fmt.Sprintf("%s/%d", d.name, d.version), d)
+	k := defKey{d.name, d.version}
+	if old, ok := c.defs.Load(k); !ok || old != d {
+		c.defs.Store(k, d)
+	}
 }
 
 func (c *Coordinator) definition(name string, version int) *Definition {
-	d, _ := c.defs.Load(fmt.Sprintf("%s/%d", name, version))
+	d, _ := c.defs.Load(defKey{name, version})
 	def, _ := d.(*Definition)
 	return def
 }
@@ -363,7 +373,9 @@ func (c *Coordinator) intents(in *instance, steps []int, phase Phase) []write {
 		case Confirm:
 			st.confirm = started
 		}
-		ws = append(ws, write{step: i, phase: phase, status: started})
+		if c.durable {
+			ws = append(ws, write{step: i, phase: phase, status: started})
+		}
 	}
 	return ws
 }
@@ -444,8 +456,10 @@ func (c *Coordinator) forward(ctx context.Context, in *instance) error {
 	if in.def.tcc {
 		phase = Try
 	}
+	var todo []int
+	var results []result
 	for g, steps := range in.def.groups {
-		var todo []int
+		todo = todo[:0]
 		for _, i := range steps {
 			switch in.steps[i].action {
 			case succeeded:
@@ -465,7 +479,7 @@ func (c *Coordinator) forward(ctx context.Context, in *instance) error {
 		if err := sctx.Err(); err != nil {
 			return c.fail(ctx, in, "", context.Cause(sctx), nil)
 		}
-		results := c.runGroup(sctx, in, todo, phase)
+		results = c.runGroup(sctx, in, todo, phase, results)
 		var writes []write
 		var firstErr error
 		failedStep := ""
@@ -473,14 +487,18 @@ func (c *Coordinator) forward(ctx context.Context, in *instance) error {
 			r := results[k]
 			if r.err != nil {
 				in.steps[i].action, in.steps[i].output = failed, r.output
-				writes = append(writes, write{step: i, phase: Action, status: failed, output: r.output, err: r.err.Error()})
+				if c.durable {
+					writes = append(writes, write{step: i, phase: Action, status: failed, output: r.output, err: r.err.Error()})
+				}
 				if firstErr == nil {
 					firstErr, failedStep = r.err, in.def.steps[i].name
 				}
 				continue
 			}
 			in.steps[i].action, in.steps[i].output = succeeded, r.output
-			writes = append(writes, write{step: i, phase: Action, status: succeeded, output: r.output})
+			if c.durable {
+				writes = append(writes, write{step: i, phase: Action, status: succeeded, output: r.output})
+			}
 		}
 		if lostErr := context.Cause(sctx); errors.Is(lostErr, ErrLeaseLost) {
 			return ErrLeaseLost
@@ -536,12 +554,17 @@ type result struct {
 
 // runGroup runs phase of the given steps at once and returns their results.
 // When one action fails, the others' ctx is cancelled.
-func (c *Coordinator) runGroup(ctx context.Context, in *instance, steps []int, phase Phase) []result {
-	results := make([]result, len(steps))
+func (c *Coordinator) runGroup(ctx context.Context, in *instance, steps []int, phase Phase, results []result) []result {
+	results = append(results[:0], make([]result, len(steps))...)
 	if len(steps) == 1 {
 		results[0] = c.call(ctx, in, steps[0], phase)
 		return results
 	}
+	c.runParallel(ctx, in, steps, phase, results)
+	return results
+}
+
+func (c *Coordinator) runParallel(ctx context.Context, in *instance, steps []int, phase Phase, results []result) {
 	gctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -554,13 +577,27 @@ func (c *Coordinator) runGroup(ctx context.Context, in *instance, steps []int, p
 		})
 	}
 	wg.Wait()
-	return results
+}
+
+// callCtx is the ctx of a step call, which carries its key, and the call:
+// one allocation for both.
+type callCtx struct {
+	context.Context
+	call Call
+}
+
+func (cc *callCtx) Value(key any) any {
+	if key == (keyCtx{}) {
+		return cc.call.Key
+	}
+	return cc.Context.Value(key)
 }
 
 // call runs one phase of one step under its policy, with its key in ctx. A
 // panic in the step is an error of the step, so that the saga compensates.
-func (c *Coordinator) call(ctx context.Context, in *instance, i int, phase Phase) (res result) {
-	def := in.def.steps[i]
+func (c *Coordinator) call(ctx context.Context, in *instance, i int, phase Phase) result {
+	def := &in.def.steps[i]
+	cc := &callCtx{Context: ctx, call: Call{Key: Key{SagaID: in.id, Step: def.name, Phase: phase}, Input: in.input, in: in}}
 	f := def.action
 	switch phase {
 	case Compensate, Cancel:
@@ -568,26 +605,26 @@ func (c *Coordinator) call(ctx context.Context, in *instance, i int, phase Phase
 	case Confirm:
 		f = def.confirm
 	}
-	call := &Call{Key: Key{SagaID: in.id, Step: def.name, Phase: phase}, Input: in.input, outputs: in.output}
 	if phase != Action && phase != Try {
-		call.Output = in.steps[i].output
-	}
-	ctx = context.WithValue(ctx, keyCtx{}, call.Key)
-	op := func(ctx context.Context) (err error) {
-		defer func() {
-			if v := recover(); v != nil {
-				err = &stepPanic{key: call.Key, value: v}
-			}
-		}()
-		return f(ctx, call)
+		cc.call.Output = in.steps[i].output
 	}
 	var err error
 	if def.policy != nil {
-		err = def.policy.Do(ctx, op)
+		err = def.policy.Do(cc, func(ctx context.Context) error { return invoke(ctx, f, &cc.call) })
 	} else {
-		err = op(ctx)
+		err = invoke(cc, f, &cc.call)
 	}
-	return result{output: call.out, err: err}
+	return result{output: cc.call.out, err: err}
+}
+
+// invoke calls f, turning a panic into an error.
+func invoke(ctx context.Context, f StepFunc, call *Call) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &stepPanic{key: call.Key, value: v}
+		}
+	}()
+	return f(ctx, call)
 }
 
 // settle runs the compensations (phase Compensate) or the confirms (phase
@@ -625,7 +662,7 @@ func (c *Coordinator) settle(ctx context.Context, in *instance, phase Phase) err
 		var errs []error
 		for attempt := 1; len(todo) > 0; attempt++ {
 			cctx, cancel := context.WithTimeout(ctx, c.cfg.settleTimeout)
-			results := c.runGroup(cctx, in, todo, callPhase)
+			results := c.runGroup(cctx, in, todo, callPhase, nil)
 			cancel()
 			errs = nil
 			var again []int
