@@ -34,7 +34,10 @@
 // With [WithStore], the coordinator writes each step's intent before
 // running it and its result after, in as few transactions as that allows:
 // the intent of a step goes with the result of the one before, so a saga of
-// n steps commits n+1 times. Every write is fenced by a lease on the
+// n steps commits n+1 times. One that fails commits once more, to record the
+// failure before any compensation runs, and once at the end for all the
+// compensations: they need no intent, since they must be idempotent anyway
+// and recovery runs again those with no recorded success. Every write is fenced by a lease on the
 // instance, renewed while the coordinator drives it, so that several
 // coordinators on one database never drive the same instance at once.
 // [Coordinator.Recover] (or [Coordinator.RunRecovery]) claims instances
@@ -53,8 +56,8 @@
 // # TCC
 //
 // [DefineTCC] runs every participant's try, in order; if all succeed, every
-// confirm, and otherwise every cancel of a participant that was tried or may
-// have been, in reverse. Confirms and cancels are retried until they
+// confirm, at once, and otherwise every cancel of a participant that was
+// tried or may have been, in reverse. Confirms and cancels are retried until they
 // succeed. A participant guards its branches with a [Barrier] in its own
 // transaction, which makes each branch take effect once, turns a cancel
 // that arrives before its try into a no-op, and stops a try that arrives
