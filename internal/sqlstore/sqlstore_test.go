@@ -1,0 +1,116 @@
+package sqlstore_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/resilience-go/resilience/internal/servicetest"
+	"github.com/resilience-go/resilience/internal/sqlstore"
+)
+
+var flavors = map[string]sqlstore.Flavor{"postgres": sqlstore.Postgres, "mysql": sqlstore.MySQL, "sqlite": sqlstore.SQLite}
+
+func TestRebind(t *testing.T) {
+	q := "SELECT a FROM t WHERE b = ? AND c IN (?, ?)"
+	assert.Equal(t, "SELECT a FROM t WHERE b = $1 AND c IN ($2, $3)", sqlstore.Postgres.Rebind(q))
+	assert.Equal(t, q, sqlstore.MySQL.Rebind(q))
+	assert.Equal(t, q, sqlstore.SQLite.Rebind(q))
+	assert.Equal(t, "SELECT 1", sqlstore.Postgres.Rebind("SELECT 1"))
+	assert.Equal(t, "?, ?, ?", sqlstore.Marks(3))
+	assert.Empty(t, sqlstore.Marks(0))
+	assert.Equal(t, "Flavor(9)", sqlstore.Flavor(9).String())
+}
+
+func TestCheckIdent(t *testing.T) {
+	for _, ok := range []string{"outbox", "_x1", "app.outbox", "A_b_C"} {
+		assert.NoError(t, sqlstore.CheckIdent(ok), ok)
+	}
+	for _, bad := range []string{"", "1x", "a-b", "a b", "t; DROP TABLE users", "a.b.c", "x'", `x"`, "a.", ".a",
+		"abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvw"} {
+		err := sqlstore.CheckIdent(bad)
+		assert.ErrorIs(t, err, sqlstore.ErrBadIdentifier, "%q", bad)
+	}
+}
+
+func TestHash32(t *testing.T) {
+	assert.Equal(t, uint32(0x811c9dc5), sqlstore.Hash32(""), "FNV-1a offset basis")
+	assert.Equal(t, uint32(0xe40c292c), sqlstore.Hash32("a"))
+}
+
+func forEachDatabase(t *testing.T, f func(t *testing.T, db *servicetest.DB, fl sqlstore.Flavor)) {
+	for _, database := range servicetest.Databases {
+		t.Run(database.Dialect, func(t *testing.T) {
+			t.Parallel()
+			db := database.Open(t)
+			f(t, db, flavors[db.Dialect])
+		})
+	}
+}
+
+// NowMicros reads the database's clock in microseconds.
+func TestNowMicros(t *testing.T) {
+	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, fl sqlstore.Flavor) {
+		var now int64
+		require.NoError(t, db.QueryRowContext(context.Background(), "SELECT "+fl.NowMicros()).Scan(&now))
+		assert.InDelta(t, time.Now().UnixMicro(), now, float64(time.Minute.Microseconds()), "the same clock, in microseconds")
+	})
+}
+
+func TestInsertIgnore(t *testing.T) {
+	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, fl sqlstore.Flavor) {
+		ctx := context.Background()
+		_, err := db.ExecContext(ctx, "CREATE TABLE kv (k VARCHAR(16) PRIMARY KEY, v INTEGER NOT NULL)")
+		require.NoError(t, err)
+		insert := fl.InsertIgnore("kv", []string{"k", "v"}, "?, ?")
+		for i, want := range []int64{1, 0} {
+			res, err := db.ExecContext(ctx, insert, "a", i)
+			require.NoError(t, err)
+			n, err := res.RowsAffected()
+			require.NoError(t, err)
+			assert.Equal(t, want, n)
+		}
+		var v int
+		require.NoError(t, db.QueryRowContext(ctx, fl.Rebind("SELECT v FROM kv WHERE k = ?"), "a").Scan(&v))
+		assert.Zero(t, v, "the first row stays")
+	})
+}
+
+// Processes that migrate at once apply each version once, and a later call
+// applies only what is new.
+func TestMigrateConcurrently(t *testing.T) {
+	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, fl sqlstore.Flavor) {
+		ctx := context.Background()
+		v1 := sqlstore.Migration{Version: 1, Statements: []string{
+			"CREATE TABLE IF NOT EXISTS things (id INTEGER PRIMARY KEY, name VARCHAR(16) NOT NULL)",
+			fl.InsertIgnore("things", []string{"id", "name"}, "1, 'first'"),
+		}}
+		v2 := sqlstore.Migration{Version: 2, Statements: []string{
+			fl.InsertIgnore("things", []string{"id", "name"}, "2, 'second'"),
+		}}
+		var wg sync.WaitGroup
+		errs := make([]error, 4)
+		for i := range errs {
+			wg.Go(func() {
+				errs[i] = sqlstore.Migrate(ctx, db.DB, fl, "test-lock", "things_versions", []sqlstore.Migration{v1})
+			})
+		}
+		wg.Wait()
+		require.NoError(t, errors.Join(errs...))
+		require.NoError(t, sqlstore.Migrate(ctx, db.DB, fl, "test-lock", "things_versions", []sqlstore.Migration{v1, v2}))
+
+		var things, versions int
+		require.NoError(t, db.QueryRowContext(ctx, "SELECT COUNT(*) FROM things").Scan(&things))
+		require.NoError(t, db.QueryRowContext(ctx, "SELECT COUNT(*) FROM things_versions").Scan(&versions))
+		assert.Equal(t, 2, things)
+		assert.Equal(t, 2, versions)
+
+		err := sqlstore.Migrate(ctx, db.DB, fl, "test-lock", "bad name", nil)
+		assert.ErrorIs(t, err, sqlstore.ErrBadIdentifier)
+	})
+}
