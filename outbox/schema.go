@@ -47,10 +47,12 @@ var schema = map[sqlstore.Flavor][]sqlstore.Migration{
 			PRIMARY KEY (consumer, message_id))`,
 		`CREATE INDEX IF NOT EXISTS {n}_inbox_received ON {t}_inbox (received_at)`,
 	}}},
+	// IDs and owners are VARBINARY: compared byte for byte, where MySQL's
+	// default collations would take "Ab" and "ab " for the same ID.
 	sqlstore.MySQL: {{Version: 1, Statements: []string{
 		`CREATE TABLE IF NOT EXISTS {t} (
 			id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
-			message_id VARCHAR(64) NOT NULL,
+			message_id VARBINARY(64) NOT NULL,
 			topic VARCHAR(255) NOT NULL,
 			msg_key VARCHAR(255) NOT NULL DEFAULT '',
 			lane SMALLINT NULL,
@@ -60,7 +62,7 @@ var schema = map[sqlstore.Flavor][]sqlstore.Migration{
 			available_at BIGINT NOT NULL,
 			attempts INT NOT NULL DEFAULT 0,
 			last_error TEXT NULL,
-			locked_by VARCHAR(80) NULL,
+			locked_by VARBINARY(80) NULL,
 			locked_until BIGINT NULL,
 			status SMALLINT NOT NULL DEFAULT 0,
 			published_at BIGINT NULL,
@@ -68,21 +70,21 @@ var schema = map[sqlstore.Flavor][]sqlstore.Migration{
 			KEY {n}_pending (status, id),
 			KEY {n}_lane (lane, id),
 			KEY {n}_published (status, published_at)
-		) ENGINE=InnoDB`,
+		) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`,
 		`CREATE TABLE IF NOT EXISTS {t}_lanes (
 			lane SMALLINT NOT NULL PRIMARY KEY,
-			owner VARCHAR(80) NULL,
+			owner VARBINARY(80) NULL,
 			lease_until BIGINT NOT NULL DEFAULT 0,
 			blocked_until BIGINT NOT NULL DEFAULT 0
-		) ENGINE=InnoDB`,
+		) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`,
 		`INSERT IGNORE INTO {t}_lanes (lane) VALUES ` + laneValues(),
 		`CREATE TABLE IF NOT EXISTS {t}_inbox (
-			consumer VARCHAR(128) NOT NULL,
-			message_id VARCHAR(64) NOT NULL,
+			consumer VARBINARY(128) NOT NULL,
+			message_id VARBINARY(64) NOT NULL,
 			received_at BIGINT NOT NULL,
 			PRIMARY KEY (consumer, message_id),
 			KEY {n}_inbox_received (received_at)
-		) ENGINE=InnoDB`,
+		) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`,
 	}}},
 	sqlstore.SQLite: {{Version: 1, Statements: []string{
 		`CREATE TABLE IF NOT EXISTS {t} (

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/resilience-go/resilience/internal/sqlstore"
 )
@@ -53,8 +54,11 @@ var origin = map[Phase]Phase{Compensate: Action, Cancel: Try}
 // from the step's ctx with [IdempotencyKey], or from the request that
 // carried it to the participant.
 func (b *Barrier) Call(ctx context.Context, tx Execer, k Key, fn func(ctx context.Context) error) error {
-	if k.SagaID == "" || k.Step == "" || k.Phase == 0 {
+	if k.SagaID == "" || k.Step == "" || k.Phase == 0 || k.Phase > Cancel {
 		return fmt.Errorf("saga: barrier: incomplete key %q", k)
+	}
+	if len(k.SagaID) > 128 || len(k.Step) > 64 || !utf8.ValidString(k.SagaID) || !utf8.ValidString(k.Step) {
+		return fmt.Errorf("saga: barrier: key %q: want valid UTF-8, a saga ID of at most 128 bytes and a step of at most 64", k)
 	}
 	ins := func(op Phase, reason Phase) (bool, error) {
 		res, err := tx.ExecContext(ctx, b.insert, k.SagaID, k.Step, op.String(), reason.String())

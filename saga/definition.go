@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/resilience-go/resilience"
 )
@@ -48,8 +49,7 @@ type stepDef struct {
 // a [Participant], or an [Option] of the definition.
 type Item interface{ item() }
 
-// Step is one step of a saga: an action, and the compensation that undoes
-// it (nil for a step with nothing to undo, such as a last notification).
+// step is an Item made by Step.
 type step struct{ def stepDef }
 
 func (step) item() {}
@@ -73,13 +73,21 @@ func WithPolicy(p resilience.Policy) StepOption {
 // Idempotent marks a step whose action may run twice with the same effect.
 // When a durable coordinator resumes an instance whose step started but has
 // no recorded result, it runs an idempotent step's action again; for any
-// other step it compensates instead. Default: not idempotent.
+// other step it compensates instead. An action that a [Barrier] skips, as a
+// call that ran before, records no output: a participant whose
+// compensation needs data from its action keeps that data itself, under the
+// call's key. Default: not idempotent.
 func Idempotent() StepOption {
 	return stepOptionFunc(func(s *stepDef) { s.idempotent = true })
 }
 
-// Step returns a saga step named name: action, then, if the saga fails,
-// compensate with the output action recorded. compensate may be nil.
+// Step returns a saga step named name: an action, and the compensation that
+// undoes it, which gets the output the action recorded, if the saga fails.
+// compensate may be nil, for a step with nothing to undo (a last
+// notification, say). A compensation may run more than once (a retry, a
+// recovery after a crash), and for an action that failed or never took
+// effect: it must be idempotent, and do nothing when there is nothing to
+// undo; a [Barrier] makes it so.
 func Step(name string, action, compensate StepFunc, opts ...StepOption) Item {
 	if action == nil {
 		panic(fmt.Sprintf("saga: Step(%q): nil action", name))
@@ -165,7 +173,7 @@ func DefineTCC(name string, version int, items ...Item) *Definition {
 }
 
 func define(name string, version int, tcc bool, items []Item) *Definition {
-	if name == "" || len(name) > 128 {
+	if name == "" || len(name) > 128 || !utf8.ValidString(name) {
 		panic(fmt.Sprintf("saga: Define(%q): want a name of 1 to 128 bytes", name))
 	}
 	if version < 1 {
@@ -174,7 +182,7 @@ func define(name string, version int, tcc bool, items []Item) *Definition {
 	d := &Definition{name: name, version: version, tcc: tcc}
 	seen := map[string]bool{}
 	add := func(s stepDef) {
-		if s.name == "" || len(s.name) > 64 || seen[s.name] {
+		if s.name == "" || len(s.name) > 64 || !utf8.ValidString(s.name) || seen[s.name] {
 			panic(fmt.Sprintf("saga: Define(%q): step name %q empty, longer than 64 bytes, or used twice", name, s.name))
 		}
 		seen[s.name] = true

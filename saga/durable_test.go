@@ -244,7 +244,7 @@ func TestDurableStuckCompensation(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, stuck, 1)
 		assert.Equal(t, saga.StuckSaga{ID: "r-1", Name: "refund", Version: 1, Attempts: 3,
-			LastError: "charge compensate: refund service down", Phase: saga.Compensating}, stuck[0])
+			LastError: "charge compensate: refund service down", Owed: saga.Compensating}, stuck[0])
 		mu.Lock()
 		var kinds []saga.EventKind
 		for _, e := range events {

@@ -3,6 +3,7 @@ package saga
 import (
 	"database/sql"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -61,11 +62,16 @@ func WithStore(db *sql.DB, d Dialect) Option {
 // instance of a definition (name and version) the coordinator does not know
 // is left alone, never guessed. Default: none.
 func WithDefinitions(defs ...*Definition) Option {
+	if slices.Contains(defs, nil) {
+		panic("saga: WithDefinitions: nil Definition")
+	}
 	return optionFunc(func(c *config) { c.defs = append(c.defs, defs...) })
 }
 
-// WithOwner names the coordinator in the leases it takes, at most 64 bytes.
-// Default: a random name.
+// WithOwner names the coordinator in the leases it takes (a host name, say),
+// at most 64 bytes, for operators who read the store. Each claim of an
+// instance adds a random part of its own, so that coordinators of one name
+// never pass for one another. Default: "coordinator".
 func WithOwner(name string) Option {
 	if name == "" || len(name) > 64 {
 		panic(fmt.Sprintf("saga: WithOwner(%q): want 1 to 64 bytes", name))
@@ -117,7 +123,8 @@ func WithRoundBackoff(base, max time.Duration) Option {
 }
 
 // WithAlertAfter sends an [Alert] event when an instance's compensations (or
-// confirms) have failed n rounds. Default: 5. n must be at least 1.
+// confirms) have failed n rounds, or when it is parked as stuck, if that
+// comes first ([WithStuckAfter]). Default: 5. n must be at least 1.
 func WithAlertAfter(n int) Option {
 	if n < 1 {
 		panic(fmt.Sprintf("saga: WithAlertAfter(%d): want n >= 1", n))
@@ -137,7 +144,9 @@ func WithStuckAfter(n int) Option {
 
 // WithOnEvent calls f for what the coordinator reports: alerts, instances
 // parked as stuck, leases lost, instances of unknown definitions left
-// alone, and store errors of recovery. f must not block. Default: none.
+// alone, and store errors. f is called from the goroutines of Run, of
+// recovery and of the lease renewals, so possibly at once; it must be safe
+// for concurrent use and must not block. Default: none.
 func WithOnEvent(f func(Event)) Option {
 	return optionFunc(func(c *config) { c.onEvent = f })
 }

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 )
 
 // Phase is the part of a step a call runs.
@@ -167,6 +168,7 @@ type stepState struct {
 // instance is one run of a definition, as the coordinator drives it.
 type instance struct {
 	id       string
+	token    string // fences the durable writes of this claim of the instance
 	def      *Definition
 	input    []byte
 	status   Status
@@ -180,6 +182,7 @@ type instance struct {
 	// settleErrs are the errors of the last round of compensation or
 	// confirmation; resume is the status a Stuck instance was in.
 	settleErrs []error
+	settleStep string // the first step of the last round that failed
 	resume     Status
 	released   bool // the journal gave up the lease
 }
@@ -215,7 +218,7 @@ type journal interface {
 	// setback records, in one transaction, the calls of a failed round of
 	// compensation or confirmation that succeeded, and the round's failure,
 	// and gives up the lease until next.
-	setback(ctx context.Context, in *instance, writes []write, next time.Time, lastErr string) error
+	setback(ctx context.Context, in *instance, writes []write, wait time.Duration, lastErr string) error
 	// release gives up the lease of an instance the coordinator stops
 	// driving.
 	release(ctx context.Context, in *instance)
@@ -224,10 +227,10 @@ type journal interface {
 // memory is the journal of an in-memory coordinator.
 type memory struct{}
 
-func (memory) begin(context.Context, *instance, []write) error                      { return nil }
-func (memory) commit(context.Context, *instance, []write) error                     { return nil }
-func (memory) setback(context.Context, *instance, []write, time.Time, string) error { return nil }
-func (memory) release(context.Context, *instance)                                   {}
+func (memory) begin(context.Context, *instance, []write) error                          { return nil }
+func (memory) commit(context.Context, *instance, []write) error                         { return nil }
+func (memory) setback(context.Context, *instance, []write, time.Duration, string) error { return nil }
+func (memory) release(context.Context, *instance)                                       {}
 
 // ErrLeaseLost is returned by Run when another coordinator took over the
 // instance: this one stopped driving it.
@@ -239,13 +242,12 @@ var ErrLeaseLost = errors.New("saga: lease lost to another coordinator")
 // intent and result go to the database first, and [Coordinator.Recover]
 // finishes the instances a crashed process left.
 type Coordinator struct {
-	cfg       config
-	j         journal
-	durable   bool
-	defs      sync.Map // defKey -> *Definition
-	ownerOnce sync.Once
-	ownerName string
-	stats     struct {
+	cfg     config
+	j       journal
+	durable bool
+	defs    sync.Map // defKey -> *Definition
+	name    string   // in fencing tokens
+	stats   struct {
 		started, succeeded, compensated, commits atomic.Int64
 	}
 }
@@ -257,13 +259,18 @@ func New(opts ...Option) *Coordinator {
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
-	c := &Coordinator{cfg: cfg, j: memory{}}
+	c := &Coordinator{cfg: cfg, j: memory{}, name: cfg.owner}
+	if c.name == "" {
+		c.name = "coordinator"
+	}
 	if cfg.db != nil {
 		c.j = &sqlJournal{c: c, db: cfg.db, d: cfg.dialect}
 		c.durable = true
 	}
 	for _, d := range cfg.defs {
-		c.register(d)
+		if err := c.register(d); err != nil {
+			panic(err.Error())
+		}
 	}
 	return c
 }
@@ -273,11 +280,17 @@ type defKey struct {
 	version int
 }
 
-func (c *Coordinator) register(d *Definition) {
-	k := defKey{d.name, d.version}
-	if old, ok := c.defs.Load(k); !ok || old != d {
-		c.defs.Store(k, d)
+// register makes d known to the coordinator, which refuses a second,
+// different definition of the same name and version: which of the two
+// would recovery resume an instance with?
+func (c *Coordinator) register(d *Definition) error {
+	if d == nil {
+		return errors.New("saga: nil Definition")
 	}
+	if old, loaded := c.defs.LoadOrStore(defKey{d.name, d.version}, d); loaded && old != d {
+		return fmt.Errorf("saga: another definition %s version %d is registered; give a changed definition a new version", d.name, d.version)
+	}
+	return nil
 }
 
 func (c *Coordinator) definition(name string, version int) *Definition {
@@ -308,45 +321,52 @@ var ErrNoID = errors.New("saga: Run: empty saga ID")
 // says where the earlier one stands.
 var ErrExists = errors.New("saga: an instance with this ID exists")
 
-// Run runs a new instance of def, identified by id (an order ID, say: at
-// most 128 bytes, unique in the store), with input, and returns nil when
-// every step succeeded (for TCC: every try, then every confirm). When a step
-// fails, or the saga's [Timeout] passes, or ctx is cancelled, Run
-// compensates every step that started, in reverse, under a ctx detached from
-// ctx's cancellation, each compensation retried with backoff ([WithAttempts])
-// and returns an [*Error]. A durable coordinator leaves compensations that
-// still fail to recovery, persisting their backoff, and says so in the
-// Error's Status; an in-memory one reports them Stuck. A step that panics
-// fails the saga like an error; Run panics with its value once the
-// compensations are done.
+// Run runs a new instance of def, identified by id (an order ID, say: valid
+// UTF-8, at most 128 bytes, unique in the store), with input, and returns
+// nil when every step succeeded (for TCC: every try, then every confirm).
+// When a step fails, or the saga's [Timeout] passes, or ctx is cancelled,
+// Run compensates every step that started, in reverse, under a ctx detached
+// from ctx's cancellation, each compensation retried with backoff
+// ([WithAttempts]), and returns an [*Error]. A durable coordinator leaves
+// compensations that still fail to recovery, persisting their backoff, and
+// says so in the Error's Status; an in-memory one reports them Stuck. An
+// action that panics fails the saga like an error; once its compensations
+// are done (or left to recovery), Run panics with its value. A compensation
+// or confirm that panics fails that attempt, and is retried.
 func (c *Coordinator) Run(ctx context.Context, def *Definition, id string, input []byte) error {
 	if id == "" {
 		return ErrNoID
 	}
-	if len(id) > 128 {
-		return fmt.Errorf("saga: Run: ID of %d bytes: want at most 128", len(id))
+	if len(id) > 128 || !utf8.ValidString(id) || strings.IndexByte(id, 0) >= 0 {
+		return fmt.Errorf("saga: Run: ID %q: want valid UTF-8 without NUL, at most 128 bytes", id)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	c.register(def)
+	if err := c.register(def); err != nil {
+		return err
+	}
 	in := &instance{id: id, def: def, input: input, status: Running, steps: make([]stepState, len(def.steps))}
 	if def.timeout > 0 {
 		in.deadline = time.Now().Add(def.timeout)
 	}
+	if c.durable {
+		in.token = c.token()
+	}
 	intents := c.intents(in, def.groups[0], Action)
 	if err := c.j.begin(ctx, in, intents); err != nil {
 		if errors.Is(err, ErrExists) {
-			return fmt.Errorf("saga %s: %w", id, err)
+			return ErrExists
 		}
 		return fmt.Errorf("saga %s: begin: %w", id, err)
 	}
 	c.stats.started.Add(1)
 	err := c.drive(ctx, in)
-	// A step that panicked was a failure for the saga, which compensated;
-	// the panic goes on to the caller now.
+	// An action that panicked failed the saga, which compensated; the panic
+	// goes on to the caller now.
+	var se *Error
 	var sp *stepPanic
-	if errors.As(err, &sp) {
+	if errors.As(err, &se) && errors.As(se.Err, &sp) {
 		panic(sp.value)
 	}
 	return err
@@ -383,18 +403,30 @@ func (c *Coordinator) intents(in *instance, steps []int, phase Phase) []write {
 // drive takes an instance from where it stands to an end, or to a point where
 // it must wait (a compensation round that failed).
 func (c *Coordinator) drive(ctx context.Context, in *instance) error {
-	defer c.j.release(context.WithoutCancel(ctx), in)
-	ctx, stop := c.heartbeat(ctx, in)
-	defer stop()
+	// The forward steps run under fctx: the caller's, cancelled too when a
+	// durable coordinator loses the lease. The journal's writes and the
+	// compensations run under lctx: detached from the caller's cancellation,
+	// so that a failure is recorded and compensated whatever the caller
+	// does, but cancelled when the lease is lost.
+	fctx, lctx := ctx, ctx
+	if j, ok := c.j.(*sqlJournal); ok {
+		var stop func()
+		fctx, lctx, stop = c.hold(ctx, j, in)
+		defer stop()
+	}
 	var err error
 	if in.status == Running {
-		err = c.forward(ctx, in)
+		err = c.forward(fctx, lctx, in)
+	}
+	detached := lctx
+	if !c.durable {
+		detached = context.WithoutCancel(ctx)
 	}
 	if err == nil && in.status == Confirming {
-		err = c.settle(ctx, in, Confirm)
+		err = c.settle(detached, in, Confirm)
 	}
 	if err == nil && in.status == Compensating {
-		err = c.settle(ctx, in, Compensate)
+		err = c.settle(detached, in, Compensate)
 	}
 	if err != nil {
 		if errors.Is(err, ErrLeaseLost) {
@@ -409,43 +441,75 @@ func (c *Coordinator) drive(ctx context.Context, in *instance) error {
 	case Compensated:
 		c.stats.compensated.Add(1)
 	}
-	return &Error{SagaID: in.id, Step: in.failed, Err: in.cause, Status: in.status, Compensation: in.compensationErr()}
+	e := &Error{SagaID: in.id, Step: in.failed, Err: in.cause, Status: in.status, Compensation: in.compensationErr()}
+	if e.Err == nil { // every try succeeded; confirms are owed
+		e.Step, e.Err = in.settleStep, ErrNotConfirmed
+	}
+	return e
 }
 
-// heartbeat renews a durable instance's lease while it is driven; the ctx it
-// returns is cancelled, with cause ErrLeaseLost, if the lease is lost.
-func (c *Coordinator) heartbeat(ctx context.Context, in *instance) (context.Context, func()) {
-	j, ok := c.j.(*sqlJournal)
-	if !ok {
-		return ctx, func() {}
-	}
-	ctx, cancel := context.WithCancelCause(ctx)
+// ErrNotConfirmed is the Err of the Error of a TCC saga whose tries all
+// succeeded but whose confirms have not all succeeded yet: they are owed,
+// and retried (Status Confirming), or parked for an operator (Stuck).
+var ErrNotConfirmed = errors.New("saga: confirms owed")
+
+// hold keeps a durable instance's lease while it is driven: it renews it
+// every third of the lease, and returns the ctx of the forward steps
+// (cancelled by ctx or when the lease is lost) and that of the journal's
+// writes and the compensations (cancelled only when the lease is lost, with
+// cause ErrLeaseLost). The lease counts as lost when another coordinator
+// took the instance, or when renewals failed for two thirds of the lease:
+// past that, another may take it any moment. stop ends the renewals and
+// releases the lease.
+func (c *Coordinator) hold(ctx context.Context, j *sqlJournal, in *instance) (fctx, lctx context.Context, stop func()) {
+	lctx, lose := context.WithCancelCause(context.WithoutCancel(ctx))
+	fctx, cancelForward := context.WithCancelCause(ctx)
+	stopForwarding := context.AfterFunc(lctx, func() { cancelForward(context.Cause(lctx)) })
+	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		t := time.NewTicker(c.cfg.lease / 3)
 		defer t.Stop()
+		renewed := time.Now()
 		for {
 			select {
-			case <-ctx.Done():
+			case <-done:
 				return
 			case <-t.C:
-				if err := j.renew(ctx, in); err != nil && ctx.Err() == nil {
-					if errors.Is(err, ErrLeaseLost) {
-						cancel(ErrLeaseLost)
-						return
-					}
-					c.emit(Event{Kind: StoreError, SagaID: in.id, Err: err})
+			}
+			err := j.renew(lctx, in)
+			switch {
+			case err == nil:
+				renewed = time.Now()
+			case errors.Is(err, ErrLeaseLost):
+				lose(ErrLeaseLost)
+				return
+			default:
+				c.emit(Event{Kind: StoreError, SagaID: in.id, Err: err})
+				if time.Since(renewed) > c.cfg.lease*2/3 {
+					lose(ErrLeaseLost)
+					return
 				}
 			}
 		}
 	})
-	return ctx, func() { cancel(nil); wg.Wait() }
+	return fctx, lctx, func() {
+		close(done)
+		wg.Wait()
+		stopForwarding()
+		cancelForward(nil)
+		j.release(context.WithoutCancel(ctx), in)
+		lose(nil)
+	}
 }
 
 // forward runs the forward steps from the first group not done. It returns
 // an error only for the journal; a step's failure moves the instance to
 // compensation.
-func (c *Coordinator) forward(ctx context.Context, in *instance) error {
+//
+// Steps run under ctx; the journal's writes under jctx, which the caller's
+// cancellation does not reach.
+func (c *Coordinator) forward(ctx, jctx context.Context, in *instance) error {
 	sctx := ctx
 	if !in.deadline.IsZero() {
 		var cancel context.CancelFunc
@@ -468,7 +532,7 @@ func (c *Coordinator) forward(ctx context.Context, in *instance) error {
 				// Started before a crash, with no result: run it again only
 				// if it is idempotent; otherwise compensate.
 				if in.unknown[i] && !in.def.steps[i].idempotent {
-					return c.fail(ctx, in, in.def.steps[i].name, fmt.Errorf("saga: step %s: outcome unknown after a restart", in.def.steps[i].name), nil)
+					return c.fail(jctx, in, in.def.steps[i].name, fmt.Errorf("saga: step %s: outcome unknown after a restart", in.def.steps[i].name), nil)
 				}
 			}
 			todo = append(todo, i)
@@ -477,7 +541,7 @@ func (c *Coordinator) forward(ctx context.Context, in *instance) error {
 			continue
 		}
 		if err := sctx.Err(); err != nil {
-			return c.fail(ctx, in, "", context.Cause(sctx), nil)
+			return c.fail(jctx, in, "", context.Cause(sctx), nil)
 		}
 		results = c.runGroup(sctx, in, todo, phase, results)
 		var writes []write
@@ -500,14 +564,14 @@ func (c *Coordinator) forward(ctx context.Context, in *instance) error {
 				writes = append(writes, write{step: i, phase: Action, status: succeeded, output: r.output})
 			}
 		}
-		if lostErr := context.Cause(sctx); errors.Is(lostErr, ErrLeaseLost) {
+		if errors.Is(context.Cause(jctx), ErrLeaseLost) {
 			return ErrLeaseLost
 		}
 		if firstErr != nil {
 			if cause := context.Cause(sctx); cause != nil && sctx.Err() != nil {
 				firstErr = fmt.Errorf("%w (%w)", firstErr, cause)
 			}
-			return c.fail(ctx, in, failedStep, firstErr, writes)
+			return c.fail(jctx, in, failedStep, firstErr, writes)
 		}
 		if g+1 < len(in.def.groups) {
 			writes = append(writes, c.intents(in, in.def.groups[g+1], Action)...)
@@ -516,7 +580,7 @@ func (c *Coordinator) forward(ctx context.Context, in *instance) error {
 		} else {
 			in.status = Succeeded
 		}
-		if err := c.j.commit(ctx, in, writes); err != nil {
+		if err := c.j.commit(jctx, in, writes); err != nil {
 			return err
 		}
 	}
@@ -525,7 +589,7 @@ func (c *Coordinator) forward(ctx context.Context, in *instance) error {
 		if in.def.tcc {
 			in.status = Confirming
 		}
-		return c.j.commit(ctx, in, nil)
+		return c.j.commit(jctx, in, nil)
 	}
 	return nil
 }
@@ -594,8 +658,9 @@ func (cc *callCtx) Value(key any) any {
 }
 
 // call runs one phase of one step under its policy, with its key in ctx. A
-// panic in the step is an error of the step, so that the saga compensates.
-func (c *Coordinator) call(ctx context.Context, in *instance, i int, phase Phase) result {
+// panic in the step, which goes through the policy as panics do, is an
+// error of the step here, so that the saga compensates.
+func (c *Coordinator) call(ctx context.Context, in *instance, i int, phase Phase) (res result) {
 	def := &in.def.steps[i]
 	cc := &callCtx{Context: ctx, call: Call{Key: Key{SagaID: in.id, Step: def.name, Phase: phase}, Input: in.input, in: in}}
 	f := def.action
@@ -608,23 +673,18 @@ func (c *Coordinator) call(ctx context.Context, in *instance, i int, phase Phase
 	if phase != Action && phase != Try {
 		cc.call.Output = in.steps[i].output
 	}
-	var err error
-	if def.policy != nil {
-		err = def.policy.Do(cc, func(ctx context.Context) error { return invoke(ctx, f, &cc.call) })
-	} else {
-		err = invoke(cc, f, &cc.call)
-	}
-	return result{output: cc.call.out, err: err}
-}
-
-// invoke calls f, turning a panic into an error.
-func invoke(ctx context.Context, f StepFunc, call *Call) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			err = &stepPanic{key: call.Key, value: v}
+			res = result{output: cc.call.out, err: &stepPanic{key: cc.call.Key, value: v}}
 		}
 	}()
-	return f(ctx, call)
+	var err error
+	if def.policy != nil {
+		err = def.policy.Do(cc, func(ctx context.Context) error { return f(ctx, &cc.call) })
+	} else {
+		err = f(cc, &cc.call)
+	}
+	return result{output: cc.call.out, err: err}
 }
 
 // settle runs the compensations (phase Compensate) or the confirms (phase
@@ -632,9 +692,11 @@ func invoke(ctx context.Context, f StepFunc, call *Call) (err error) {
 // records the end, or a setback for recovery to retry later. Neither needs
 // an intent: the instance's status says they are owed, and any without a
 // recorded success runs again after a crash, as a retry would.
+//
+// ctx is detached from the caller's cancellation: compensations outlive it.
+// A durable coordinator's ctx is cancelled when the lease is lost, and
+// settle then stops at once.
 func (c *Coordinator) settle(ctx context.Context, in *instance, phase Phase) error {
-	// Compensations outlive the caller's cancellation.
-	ctx = context.WithoutCancel(ctx)
 	callPhase := phase
 	if in.def.tcc && phase == Compensate {
 		callPhase = Cancel
@@ -680,12 +742,19 @@ func (c *Coordinator) settle(ctx context.Context, in *instance, phase Phase) err
 				again = append(again, i)
 			}
 			todo = again
+			if errors.Is(context.Cause(ctx), ErrLeaseLost) {
+				return ErrLeaseLost
+			}
 			if len(todo) == 0 || attempt >= c.cfg.attempts || !sleep(ctx, c.backoff(attempt, c.cfg.attemptBase, c.cfg.attemptMax)) {
 				break
 			}
 		}
+		if errors.Is(context.Cause(ctx), ErrLeaseLost) {
+			return ErrLeaseLost
+		}
 		if len(errs) > 0 {
 			in.settleErrs = errs
+			in.settleStep = in.def.steps[todo[0]].name
 			return c.setback(ctx, in, writes, errors.Join(errs...))
 		}
 	}
@@ -699,25 +768,27 @@ func (c *Coordinator) settle(ctx context.Context, in *instance, phase Phase) err
 }
 
 // setback records a failed round: the attempt count, the time of the next
-// round (persisted backoff), an alert after WithAlertAfter rounds, and the
-// Stuck status after WithStuckAfter.
+// round (persisted backoff), and the Stuck status after WithStuckAfter
+// rounds; once it is recorded, it reports an alert after WithAlertAfter
+// rounds (or on becoming stuck, if that comes first) and the Stuck status.
 func (c *Coordinator) setback(ctx context.Context, in *instance, writes []write, err error) error {
 	in.attempts++
-	if in.attempts == c.cfg.alertAfter {
-		c.emit(Event{Kind: Alert, SagaID: in.id, Attempts: in.attempts, Err: err})
-	}
-	if _, inMemory := c.j.(memory); inMemory || in.attempts >= c.cfg.stuckAfter {
+	if !c.durable || in.attempts >= c.cfg.stuckAfter {
 		// Without a store nobody will try again: the instance is stuck now.
 		in.resume = in.status
 		in.status = Stuck
+	}
+	wait := c.backoff(in.attempts, c.cfg.roundBase, c.cfg.roundMax)
+	if err := c.j.setback(ctx, in, writes, wait, err.Error()); err != nil {
+		return err
+	}
+	if in.attempts == min(c.cfg.alertAfter, c.cfg.stuckAfter) {
+		c.emit(Event{Kind: Alert, SagaID: in.id, Attempts: in.attempts, Err: err})
+	}
+	if in.status == Stuck {
 		c.emit(Event{Kind: StuckEvent, SagaID: in.id, Attempts: in.attempts, Err: err})
 	}
-	next := time.Now().Add(c.backoff(in.attempts, c.cfg.roundBase, c.cfg.roundMax))
-	msg := err.Error()
-	if len(msg) > 2000 {
-		msg = msg[:2000]
-	}
-	return c.j.setback(ctx, in, writes, next, msg)
+	return nil
 }
 
 // backoff is a random wait between half and all of base·2^(n-1), at most

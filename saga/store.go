@@ -5,9 +5,12 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/resilience-go/resilience/internal/sqlstore"
 )
@@ -42,10 +45,18 @@ func (d Dialect) WithPrefix(prefix string) (Dialect, error) {
 	return d, nil
 }
 
-// q rebinds a query written with ? placeholders and {p} for the prefix.
+// q rebinds a query written with ? placeholders, {p} for the prefix and {n}
+// for the prefix without its schema, which index names start with.
 func (d Dialect) q(query string) string {
-	return d.flavor.Rebind(strings.ReplaceAll(query, "{p}", d.prefix))
+	return d.flavor.Rebind(strings.NewReplacer("{p}", d.prefix, "{n}", d.name()).Replace(query))
 }
+
+func (d Dialect) name() string { return d.prefix[strings.LastIndexByte(d.prefix, '.')+1:] }
+
+// ended is the next_attempt_at of an instance that nobody drives again:
+// ended, stuck or resolved. Claims look for due instances in an index on
+// next_attempt_at, which this keeps out of their way.
+const ended = math.MaxInt64
 
 var schema = map[sqlstore.Flavor][]string{
 	sqlstore.Postgres: {
@@ -64,9 +75,11 @@ var schema = map[sqlstore.Flavor][]string{
 			next_attempt_at BIGINT NOT NULL DEFAULT 0,
 			attempts INTEGER NOT NULL DEFAULT 0,
 			last_error TEXT NULL,
+			note TEXT NULL,
 			created_at BIGINT NOT NULL,
 			updated_at BIGINT NOT NULL)`,
 		`CREATE INDEX IF NOT EXISTS {n}_instances_due ON {p}_instances (next_attempt_at) WHERE status IN (1, 2, 3)`,
+		`CREATE INDEX IF NOT EXISTS {n}_instances_stuck ON {p}_instances (updated_at) WHERE status = 6`,
 		`CREATE TABLE IF NOT EXISTS {p}_steps (
 			saga_id VARCHAR(128) NOT NULL,
 			step VARCHAR(64) NOT NULL,
@@ -85,41 +98,45 @@ var schema = map[sqlstore.Flavor][]string{
 			PRIMARY KEY (gid, branch, op))`,
 		`CREATE INDEX IF NOT EXISTS {n}_barrier_created ON {p}_barrier (created_at)`,
 	},
+	// Keys are VARBINARY: compared byte for byte, where MySQL's default
+	// collations would take "Ab" and "ab " for the same ID.
 	sqlstore.MySQL: {
 		`CREATE TABLE IF NOT EXISTS {p}_instances (
-			id VARCHAR(128) NOT NULL PRIMARY KEY,
-			name VARCHAR(128) NOT NULL,
+			id VARBINARY(128) NOT NULL PRIMARY KEY,
+			name VARBINARY(128) NOT NULL,
 			version INT NOT NULL,
 			status SMALLINT NOT NULL,
 			resume_status SMALLINT NOT NULL DEFAULT 0,
 			input LONGBLOB NULL,
 			deadline_at BIGINT NOT NULL DEFAULT 0,
-			failed_step VARCHAR(64) NOT NULL DEFAULT '',
+			failed_step VARBINARY(64) NOT NULL DEFAULT '',
 			cause TEXT NULL,
-			owner VARCHAR(80) NULL,
+			owner VARBINARY(80) NULL,
 			lease_until BIGINT NOT NULL DEFAULT 0,
 			next_attempt_at BIGINT NOT NULL DEFAULT 0,
 			attempts INT NOT NULL DEFAULT 0,
 			last_error TEXT NULL,
+			note TEXT NULL,
 			created_at BIGINT NOT NULL,
 			updated_at BIGINT NOT NULL,
-			KEY {n}_instances_due (status, next_attempt_at)
-		) ENGINE=InnoDB`,
+			KEY {n}_instances_due (next_attempt_at),
+			KEY {n}_instances_stuck (status, updated_at)
+		) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`,
 		`CREATE TABLE IF NOT EXISTS {p}_steps (
-			saga_id VARCHAR(128) NOT NULL,
-			step VARCHAR(64) NOT NULL,
+			saga_id VARBINARY(128) NOT NULL,
+			step VARBINARY(64) NOT NULL,
 			phase SMALLINT NOT NULL,
 			status SMALLINT NOT NULL,
 			output LONGBLOB NULL,
 			error TEXT NULL,
 			updated_at BIGINT NOT NULL,
 			PRIMARY KEY (saga_id, step, phase)
-		) ENGINE=InnoDB`,
+		) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`,
 		`CREATE TABLE IF NOT EXISTS {p}_barrier (
-			gid VARCHAR(128) NOT NULL,
-			branch VARCHAR(64) NOT NULL,
-			op VARCHAR(16) NOT NULL,
-			reason VARCHAR(16) NOT NULL,
+			gid VARBINARY(128) NOT NULL,
+			branch VARBINARY(64) NOT NULL,
+			op VARBINARY(16) NOT NULL,
+			reason VARBINARY(16) NOT NULL,
 			created_at BIGINT NOT NULL,
 			PRIMARY KEY (gid, branch, op),
 			KEY {n}_barrier_created (created_at)
@@ -141,9 +158,11 @@ var schema = map[sqlstore.Flavor][]string{
 			next_attempt_at INTEGER NOT NULL DEFAULT 0,
 			attempts INTEGER NOT NULL DEFAULT 0,
 			last_error TEXT NULL,
+			note TEXT NULL,
 			created_at INTEGER NOT NULL,
 			updated_at INTEGER NOT NULL)`,
 		`CREATE INDEX IF NOT EXISTS {n}_instances_due ON {p}_instances (next_attempt_at) WHERE status IN (1, 2, 3)`,
+		`CREATE INDEX IF NOT EXISTS {n}_instances_stuck ON {p}_instances (updated_at) WHERE status = 6`,
 		`CREATE TABLE IF NOT EXISTS {p}_steps (
 			saga_id TEXT NOT NULL,
 			step TEXT NOT NULL,
@@ -173,10 +192,9 @@ func Migrate(ctx context.Context, db *sql.DB, d Dialect) error {
 	if !ok {
 		return fmt.Errorf("saga: Migrate: zero Dialect; use saga.Postgres, MySQL or SQLite")
 	}
-	name := d.prefix[strings.LastIndexByte(d.prefix, '.')+1:]
 	m := sqlstore.Migration{Version: 1}
 	for _, st := range statements {
-		m.Statements = append(m.Statements, strings.NewReplacer("{p}", d.prefix, "{n}", name).Replace(st))
+		m.Statements = append(m.Statements, strings.NewReplacer("{p}", d.prefix, "{n}", d.name()).Replace(st))
 	}
 	if err := sqlstore.Migrate(ctx, db, d.flavor, "saga:"+d.prefix, d.prefix+"_migrations", []sqlstore.Migration{m}); err != nil {
 		return fmt.Errorf("saga: migrate %s: %w", d, err)
@@ -185,8 +203,8 @@ func Migrate(ctx context.Context, db *sql.DB, d Dialect) error {
 }
 
 // sqlJournal records a durable coordinator's instances. Every write is
-// fenced by the lease: it changes nothing unless the coordinator still owns
-// the instance.
+// fenced by the lease: it changes nothing unless the instance's owner is
+// still the token of the claim that the write belongs to.
 type sqlJournal struct {
 	c  *Coordinator
 	db *sql.DB
@@ -200,19 +218,22 @@ func (j *sqlJournal) committed() {
 	}
 }
 
-func (j *sqlJournal) owner() string { return j.c.owner() }
+// token returns a new fencing token: the coordinator's name and a random
+// part, so that each claim of an instance, even by coordinators of one name,
+// has a token of its own.
+func (c *Coordinator) token() string {
+	var b [6]byte
+	rand.Read(b[:]) //nolint:errcheck // crypto/rand.Read does not fail
+	return c.name + ":" + hex.EncodeToString(b[:])
+}
 
-func (c *Coordinator) owner() string {
-	c.ownerOnce.Do(func() {
-		if c.cfg.owner != "" {
-			c.ownerName = c.cfg.owner
-			return
-		}
-		var b [8]byte
-		rand.Read(b[:]) //nolint:errcheck // crypto/rand.Read does not fail
-		c.ownerName = "coordinator-" + hex.EncodeToString(b[:])
-	})
-	return c.ownerName
+// leaseErr turns the error of a write made after the lease was lost into
+// ErrLeaseLost.
+func leaseErr(ctx context.Context, err error) error {
+	if err != nil && errors.Is(context.Cause(ctx), ErrLeaseLost) {
+		return ErrLeaseLost
+	}
+	return err
 }
 
 func (j *sqlJournal) begin(ctx context.Context, in *instance, intents []write) error {
@@ -222,15 +243,16 @@ func (j *sqlJournal) begin(ctx context.Context, in *instance, intents []write) e
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
 	now := j.d.flavor.NowMicros()
-	var deadline int64
-	if !in.deadline.IsZero() {
-		deadline = in.deadline.UnixMicro()
+	// The deadline is on the database's clock, as the leases are, so that
+	// the coordinator that recovers the instance keeps it.
+	deadline, args := "0", []any{in.id, in.def.name, in.def.version, int(in.status), in.input}
+	if in.def.timeout > 0 {
+		deadline, args = now+" + ?", append(args, in.def.timeout.Microseconds())
 	}
 	insert := j.d.flavor.InsertIgnore(j.d.prefix+"_instances",
 		[]string{"id", "name", "version", "status", "input", "deadline_at", "owner", "lease_until", "next_attempt_at", "created_at", "updated_at"},
-		"?, ?, ?, ?, ?, ?, ?, "+now+" + ?, 0, "+now+", "+now)
-	res, err := tx.ExecContext(ctx, insert,
-		in.id, in.def.name, in.def.version, int(in.status), in.input, deadline, j.owner(), j.c.cfg.lease.Microseconds())
+		"?, ?, ?, ?, ?, "+deadline+", ?, "+now+" + ?, 0, "+now+", "+now)
+	res, err := tx.ExecContext(ctx, insert, append(args, in.token, j.c.cfg.lease.Microseconds())...)
 	if err != nil {
 		return err
 	}
@@ -250,6 +272,10 @@ func (j *sqlJournal) begin(ctx context.Context, in *instance, intents []write) e
 }
 
 func (j *sqlJournal) commit(ctx context.Context, in *instance, writes []write) error {
+	return leaseErr(ctx, j.write(ctx, in, writes))
+}
+
+func (j *sqlJournal) write(ctx context.Context, in *instance, writes []write) error {
 	tx, err := j.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -258,18 +284,18 @@ func (j *sqlJournal) commit(ctx context.Context, in *instance, writes []write) e
 	now := j.d.flavor.NowMicros()
 	cause := ""
 	if in.cause != nil {
-		cause = in.cause.Error()
+		cause = clip(in.cause.Error())
 	}
 	// An instance that ends gives up its lease in the same transaction.
 	end := in.status == Succeeded || in.status == Compensated
-	set := "owner = NULL, lease_until = 0"
-	args := []any{int(in.status), in.failed, cause}
+	set := "owner = NULL, lease_until = 0, next_attempt_at = ?"
+	args := []any{int(in.status), in.failed, cause, int64(ended)}
 	if !end {
 		set = "lease_until = " + now + " + ?"
-		args = append(args, j.c.cfg.lease.Microseconds())
+		args = append(args[:3], j.c.cfg.lease.Microseconds())
 	}
 	res, err := tx.ExecContext(ctx, j.d.q(`UPDATE {p}_instances SET status = ?, failed_step = ?, cause = ?, `+set+`,
-		updated_at = `+now+` WHERE id = ? AND owner = ?`), append(args, in.id, j.owner())...)
+		updated_at = `+now+` WHERE id = ? AND owner = ?`), append(args, in.id, in.token)...)
 	if err := fenced(res, err); err != nil {
 		return err
 	}
@@ -315,7 +341,7 @@ func (j *sqlJournal) writeSteps(ctx context.Context, tx *sql.Tx, in *instance, w
 		b.WriteString("(?, ?, ?, ?, ?, ?, " + now + ")")
 		var errText any
 		if w.err != "" {
-			errText = w.err
+			errText = clip(w.err)
 		}
 		args = append(args, in.id, in.def.steps[w.step].name, int(w.phase), int(w.status), w.output, errText)
 	}
@@ -329,16 +355,24 @@ func (j *sqlJournal) writeSteps(ctx context.Context, tx *sql.Tx, in *instance, w
 	return err
 }
 
-func (j *sqlJournal) setback(ctx context.Context, in *instance, writes []write, next time.Time, lastErr string) error {
+func (j *sqlJournal) setback(ctx context.Context, in *instance, writes []write, wait time.Duration, lastErr string) error {
+	return leaseErr(ctx, j.writeSetback(ctx, in, writes, wait, lastErr))
+}
+
+func (j *sqlJournal) writeSetback(ctx context.Context, in *instance, writes []write, wait time.Duration, lastErr string) error {
 	tx, err := j.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
+	now := j.d.flavor.NowMicros()
+	next, args := now+" + ?", []any{int(in.status), int(in.resume), in.attempts, wait.Microseconds()}
+	if in.status == Stuck {
+		next, args[3] = "?", int64(ended)
+	}
 	res, err := tx.ExecContext(ctx, j.d.q(`UPDATE {p}_instances SET status = ?, resume_status = ?, attempts = ?,
-		next_attempt_at = ?, last_error = ?, owner = NULL, lease_until = 0, updated_at = `+j.d.flavor.NowMicros()+`
-		WHERE id = ? AND owner = ?`),
-		int(in.status), int(in.resume), in.attempts, next.UnixMicro(), lastErr, in.id, j.owner())
+		next_attempt_at = `+next+`, last_error = ?, owner = NULL, lease_until = 0, updated_at = `+now+`
+		WHERE id = ? AND owner = ?`), append(args, clip(lastErr), in.id, in.token)...)
 	if err := fenced(res, err); err != nil {
 		return err
 	}
@@ -360,7 +394,7 @@ func (j *sqlJournal) release(ctx context.Context, in *instance) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	_, err := j.db.ExecContext(ctx, j.d.q(`UPDATE {p}_instances SET owner = NULL, lease_until = 0 WHERE id = ? AND owner = ?`),
-		in.id, j.owner())
+		in.id, in.token)
 	if err != nil {
 		j.c.emit(Event{Kind: StoreError, SagaID: in.id, Err: err})
 	}
@@ -369,6 +403,23 @@ func (j *sqlJournal) release(ctx context.Context, in *instance) {
 
 func (j *sqlJournal) renew(ctx context.Context, in *instance) error {
 	res, err := j.db.ExecContext(ctx, j.d.q(`UPDATE {p}_instances SET lease_until = `+j.d.flavor.NowMicros()+` + ?
-		WHERE id = ? AND owner = ?`), j.c.cfg.lease.Microseconds(), in.id, j.owner())
+		WHERE id = ? AND owner = ?`), j.c.cfg.lease.Microseconds(), in.id, in.token)
 	return fenced(res, err)
+}
+
+// maxText is how much of an error's text the store keeps.
+const maxText = 2000
+
+// clip makes s storable as text in every database: valid UTF-8, no NUL, at
+// most maxText bytes, cut between characters.
+func clip(s string) string {
+	s = strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "")
+	if len(s) <= maxText {
+		return s
+	}
+	n := maxText
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }

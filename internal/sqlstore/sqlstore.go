@@ -58,13 +58,16 @@ func (f Flavor) Rebind(q string) string {
 }
 
 // NowMicros returns an SQL expression for the database's clock, in
-// microseconds since the Unix epoch, as a 64-bit integer.
+// microseconds since the Unix epoch, as a 64-bit integer: the time the
+// statement started on PostgreSQL (stable within it, so an index can serve
+// a condition on it), UTC whatever the session's time zone on MySQL, and
+// millisecond resolution on SQLite (3.42 or later).
 func (f Flavor) NowMicros() string {
 	switch f {
 	case Postgres:
-		return "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT"
+		return "(EXTRACT(EPOCH FROM statement_timestamp()) * 1000000)::BIGINT"
 	case MySQL:
-		return "CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)"
+		return "TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6))"
 	}
 	return "CAST(unixepoch('subsec') * 1000000 AS INTEGER)"
 }
