@@ -37,14 +37,22 @@
 // n steps commits n+1 times. One that fails commits once more, to record the
 // failure before any compensation runs, and once at the end for all the
 // compensations: they need no intent, since they must be idempotent anyway
-// and recovery runs again those with no recorded success. Every write is fenced by a lease on the
-// instance, renewed while the coordinator drives it, so that several
-// coordinators on one database never drive the same instance at once.
+// and recovery runs again those with no recorded success. The failure is
+// recorded, and the compensations run, whatever the caller's ctx does.
+//
+// A coordinator drives an instance under a lease, which it renews while it
+// drives it, and every write carries the token of its claim of the
+// instance, so that a coordinator that lost the lease (stalled past it, or
+// cut off from the database) writes nothing more; it also stops calling
+// steps, since the ctx of its calls is cancelled with [ErrLeaseLost]. Only
+// a call already under way when the lease ran out can overlap with the new
+// owner's, which is why participants guard their calls with a [Barrier].
 // [Coordinator.Recover] (or [Coordinator.RunRecovery]) claims instances
 // whose coordinator died, rebuilds where each stands from the log and
 // finishes it: a step that started without a recorded result runs again if
 // it is [Idempotent], and otherwise the saga compensates. Every call gets an
 // idempotency key (saga ID, step, phase) through its ctx ([IdempotencyKey]).
+// Deadlines, leases and backoffs are on the database's clock.
 //
 // Compensations that keep failing are retried in rounds with a persisted
 // backoff; an [Alert] event fires after [WithAlertAfter] rounds, and after

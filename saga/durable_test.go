@@ -155,14 +155,19 @@ func TestDurableDeadlineHoldsAcrossACrash(t *testing.T) {
 	forEachDatabase(t, func(t *testing.T, s *store) {
 		ctx := context.Background()
 		p := newParticipant(s)
-		def := saga.Define("deadline", 1, saga.Timeout(100*time.Millisecond),
+		def := saga.Define("deadline", 1, saga.Timeout(time.Hour),
 			p.step("a", nil, saga.Idempotent()), p.step("b", nil, saga.Idempotent()))
 		crashing := saga.New(saga.WithStore(s.DB.DB, s.d), saga.WithAfterCommit(crashAfter(2)))
 		crash(t, s, func() { _ = crashing.Run(ctx, def, "d-1", nil) })
-		time.Sleep(150 * time.Millisecond) // past the deadline
+		var deadline int64
+		require.NoError(t, s.QueryRowContext(ctx, rebind(s.Dialect, "SELECT deadline_at FROM saga_instances WHERE id = ?"), "d-1").Scan(&deadline))
+		assert.InDelta(t, time.Now().Add(time.Hour).UnixMicro(), deadline, float64(time.Minute.Microseconds()), "an hour from the start")
+		// The hour passes, as the store sees it.
+		_, err := s.ExecContext(ctx, rebind(s.Dialect, "UPDATE saga_instances SET deadline_at = ? WHERE id = ?"), deadline-time.Hour.Microseconds(), "d-1")
+		require.NoError(t, err)
 
 		c := saga.New(saga.WithStore(s.DB.DB, s.d), saga.WithDefinitions(def))
-		_, err := c.Recover(ctx, 10)
+		_, err = c.Recover(ctx, 10)
 		require.NoError(t, err)
 		assert.Equal(t, saga.Compensated, checkAllOrNothing(t, s, c, "d-1", []string{"a", "b"}, false))
 		assert.Equal(t, map[string]int{"a/action": 1, "a/compensate": 1}, effects(t, s.DB.DB, s.Dialect, "d-1"))

@@ -52,7 +52,7 @@ type store struct {
 
 var effectsTable = map[string]string{
 	"postgres": `CREATE TABLE effects (id BIGSERIAL PRIMARY KEY, saga_id VARCHAR(128) NOT NULL, step VARCHAR(64) NOT NULL, phase VARCHAR(16) NOT NULL)`,
-	"mysql":    `CREATE TABLE effects (id BIGINT AUTO_INCREMENT PRIMARY KEY, saga_id VARCHAR(128) NOT NULL, step VARCHAR(64) NOT NULL, phase VARCHAR(16) NOT NULL)`,
+	"mysql":    `CREATE TABLE effects (id BIGINT AUTO_INCREMENT PRIMARY KEY, saga_id VARBINARY(128) NOT NULL, step VARBINARY(64) NOT NULL, phase VARBINARY(16) NOT NULL)`,
 	"sqlite":   `CREATE TABLE effects (id INTEGER PRIMARY KEY AUTOINCREMENT, saga_id TEXT NOT NULL, step TEXT NOT NULL, phase TEXT NOT NULL)`,
 }
 

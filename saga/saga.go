@@ -246,6 +246,7 @@ type Coordinator struct {
 	j       journal
 	durable bool
 	defs    sync.Map // defKey -> *Definition
+	known   sync.Map // *Definition -> struct{}: registered
 	name    string   // in fencing tokens
 	stats   struct {
 		started, succeeded, compensated, commits atomic.Int64
@@ -287,9 +288,13 @@ func (c *Coordinator) register(d *Definition) error {
 	if d == nil {
 		return errors.New("saga: nil Definition")
 	}
+	if _, ok := c.known.Load(d); ok {
+		return nil
+	}
 	if old, loaded := c.defs.LoadOrStore(defKey{d.name, d.version}, d); loaded && old != d {
 		return fmt.Errorf("saga: another definition %s version %d is registered; give a changed definition a new version", d.name, d.version)
 	}
+	c.known.Store(d, struct{}{})
 	return nil
 }
 
@@ -364,12 +369,23 @@ func (c *Coordinator) Run(ctx context.Context, def *Definition, id string, input
 	err := c.drive(ctx, in)
 	// An action that panicked failed the saga, which compensated; the panic
 	// goes on to the caller now.
+	if err != nil {
+		if sp := actionPanic(err); sp != nil {
+			panic(sp.value)
+		}
+	}
+	return err
+}
+
+// actionPanic returns the panic of the action that failed the saga, if err
+// is the Error of such a saga.
+func actionPanic(err error) *stepPanic {
 	var se *Error
 	var sp *stepPanic
 	if errors.As(err, &se) && errors.As(se.Err, &sp) {
-		panic(sp.value)
+		return sp
 	}
-	return err
+	return nil
 }
 
 // stepPanic is the failure of a step that panicked.

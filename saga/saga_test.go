@@ -214,8 +214,12 @@ func TestCompensationRetriedThenStuck(t *testing.T) {
 		var events []saga.Event
 		c := saga.New(saga.WithAttempts(4, 100*time.Millisecond, time.Second),
 			saga.WithOnEvent(func(e saga.Event) { events = append(events, e) }))
+		start := time.Now()
 		err := c.Run(context.Background(), def, "r-1", nil)
 		assert.Equal(t, 4, undo, "four attempts")
+		// Backoffs of half to all of 100ms, 200ms and 400ms between them.
+		assert.GreaterOrEqual(t, time.Since(start), 350*time.Millisecond)
+		assert.LessOrEqual(t, time.Since(start), 700*time.Millisecond)
 		var se *saga.Error
 		require.ErrorAs(t, err, &se)
 		assert.Equal(t, saga.Stuck, se.Status, "without a store, nobody tries again: never reported as done")
@@ -326,5 +330,93 @@ func TestRunRefusesBadIDs(t *testing.T) {
 	assert.ErrorIs(t, err, saga.ErrNotDurable)
 	assert.Equal(t, "compensate", saga.Compensate.String())
 	assert.Equal(t, "stuck", saga.Stuck.String())
-	_ = fmt.Sprint()
+	assert.Equal(t, "Phase(9)", saga.Phase(9).String())
+	assert.Equal(t, "Status(9)", saga.Status(9).String())
+	assert.ErrorContains(t, saga.New().Run(context.Background(), def, "bad\xff", nil), "want valid UTF-8")
+}
+
+// A step's policy wraps its compensation too, and the call's key reaches
+// the ctx the policy hands on.
+func TestPolicyWrapsCompensations(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		undo := 0
+		var keys []string
+		def := saga.Define("refund", 1,
+			saga.Step("charge", func(context.Context, *saga.Call) error { return nil },
+				func(ctx context.Context, c *saga.Call) error {
+					k, _ := saga.IdempotencyKey(ctx)
+					keys = append(keys, k.String())
+					if undo++; undo < 3 {
+						return errors.New("503")
+					}
+					return nil
+				}, saga.WithPolicy(retry.New(retry.WithMaxAttempts(3)))),
+			saga.Step("ship", func(context.Context, *saga.Call) error { return errDeclined }, nil),
+		)
+		err := saga.New(saga.WithAttempts(1, time.Second, time.Second)).Run(context.Background(), def, "p-1", nil)
+		var se *saga.Error
+		require.ErrorAs(t, err, &se)
+		assert.Equal(t, saga.Compensated, se.Status, "the policy's retries, within one attempt of the coordinator")
+		assert.Equal(t, []string{"p-1/charge/compensate", "p-1/charge/compensate", "p-1/charge/compensate"}, keys)
+	})
+}
+
+// A panic goes through the step's policy as panics do: a retry does not
+// retry it.
+func TestPanicGoesThroughThePolicy(t *testing.T) {
+	calls := 0
+	def := saga.Define("panics", 1, saga.Step("bug", func(context.Context, *saga.Call) error {
+		calls++
+		panic("nil map")
+	}, nil, saga.WithPolicy(retry.New(retry.WithMaxAttempts(3)))))
+	assert.PanicsWithValue(t, "nil map", func() { _ = saga.New().Run(context.Background(), def, "b-1", nil) })
+	assert.Equal(t, 1, calls)
+}
+
+// A compensation that panics fails its attempt and is retried; Run does not
+// panic for it.
+func TestCompensationPanicIsRetried(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		undo := 0
+		def := saga.Define("undo-panics", 1,
+			saga.Step("a", func(context.Context, *saga.Call) error { return nil },
+				func(context.Context, *saga.Call) error {
+					if undo++; undo == 1 {
+						panic("flaky")
+					}
+					return nil
+				}),
+			saga.Step("b", func(context.Context, *saga.Call) error { return errDeclined }, nil),
+		)
+		err := saga.New().Run(context.Background(), def, "u-1", nil)
+		var se *saga.Error
+		require.ErrorAs(t, err, &se)
+		assert.Equal(t, saga.Compensated, se.Status)
+		assert.Equal(t, 2, undo)
+	})
+}
+
+// An in-memory saga allocates once per step beyond a fixed cost.
+func TestInMemoryAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates on its own")
+	}
+	noop := func(context.Context, *saga.Call) error { return nil }
+	run := func(n int) float64 {
+		var items []saga.Item
+		for i := range n {
+			items = append(items, saga.Step(fmt.Sprint("s", i), noop, noop))
+		}
+		def := saga.Define("allocs", 1, items...)
+		c := saga.New()
+		ctx := context.Background()
+		return testing.AllocsPerRun(100, func() {
+			if err := c.Run(ctx, def, "id", nil); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	one, four := run(1), run(4)
+	assert.Equal(t, 3.0, four-one, "one allocation per step")
+	assert.LessOrEqual(t, one, 6.0)
 }
