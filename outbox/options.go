@@ -151,8 +151,9 @@ func WithOnEvent(f func(Event)) Option {
 }
 
 // WithWaker adds w as a source of wakeups, such as a PostgreSQL LISTEN on
-// the channel of [Dialect.WithNotify], for messages enqueued by other
-// processes. Default: none; the relay polls, and is woken by Enqueue calls
+// the channel of [Dialect.WithNotify] (module
+// github.com/resilience-go/resilience/contrib/pgnotify), for messages
+// enqueued by other processes. Default: none; the relay polls, and is woken by Enqueue calls
 // of its own process.
 func WithWaker(w Waker) Option {
 	return optionFunc(func(c *config) { c.waker = w })
