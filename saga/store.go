@@ -236,12 +236,28 @@ func leaseErr(ctx context.Context, err error) error {
 	return err
 }
 
-func (j *sqlJournal) begin(ctx context.Context, in *instance, intents []write) error {
+// record runs, in one transaction, change (the instance's row) and the
+// upsert of writes (its steps' rows), and counts the commit.
+func (j *sqlJournal) record(ctx context.Context, in *instance, writes []write, change func(tx *sql.Tx) error) error {
 	tx, err := j.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
+	if err := change(tx); err != nil {
+		return err
+	}
+	if err := j.writeSteps(ctx, tx, in, writes); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	j.committed()
+	return nil
+}
+
+func (j *sqlJournal) begin(ctx context.Context, in *instance, intents []write) error {
 	now := j.d.flavor.NowMicros()
 	// The deadline is on the database's clock, as the leases are, so that
 	// the coordinator that recovers the instance keeps it.
@@ -252,35 +268,21 @@ func (j *sqlJournal) begin(ctx context.Context, in *instance, intents []write) e
 	insert := j.d.flavor.InsertIgnore(j.d.prefix+"_instances",
 		[]string{"id", "name", "version", "status", "input", "deadline_at", "owner", "lease_until", "next_attempt_at", "created_at", "updated_at"},
 		"?, ?, ?, ?, ?, "+deadline+", ?, "+now+" + ?, 0, "+now+", "+now)
-	res, err := tx.ExecContext(ctx, insert, append(args, in.token, j.c.cfg.lease.Microseconds())...)
-	if err != nil {
-		return err
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return err
-	} else if n == 0 {
-		return ErrExists
-	}
-	if err := j.writeSteps(ctx, tx, in, intents); err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return err
-	}
-	j.committed()
-	return nil
+	return j.record(ctx, in, intents, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, insert, append(args, in.token, j.c.cfg.lease.Microseconds())...)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return ErrExists
+		}
+		return nil
+	})
 }
 
 func (j *sqlJournal) commit(ctx context.Context, in *instance, writes []write) error {
-	return leaseErr(ctx, j.write(ctx, in, writes))
-}
-
-func (j *sqlJournal) write(ctx context.Context, in *instance, writes []write) error {
-	tx, err := j.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
 	now := j.d.flavor.NowMicros()
 	cause := ""
 	if in.cause != nil {
@@ -294,19 +296,14 @@ func (j *sqlJournal) write(ctx context.Context, in *instance, writes []write) er
 		set = "lease_until = " + now + " + ?"
 		args = append(args[:3], j.c.cfg.lease.Microseconds())
 	}
-	res, err := tx.ExecContext(ctx, j.d.q(`UPDATE {p}_instances SET status = ?, failed_step = ?, cause = ?, `+set+`,
-		updated_at = `+now+` WHERE id = ? AND owner = ?`), append(args, in.id, in.token)...)
-	if err := fenced(res, err); err != nil {
-		return err
-	}
-	if err := j.writeSteps(ctx, tx, in, writes); err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return err
+	err := j.record(ctx, in, writes, func(tx *sql.Tx) error {
+		return fenced(tx.ExecContext(ctx, j.d.q(`UPDATE {p}_instances SET status = ?, failed_step = ?, cause = ?, `+set+`,
+			updated_at = `+now+` WHERE id = ? AND owner = ?`), append(args, in.id, in.token)...))
+	})
+	if err != nil {
+		return leaseErr(ctx, err)
 	}
 	in.released = end
-	j.committed()
 	return nil
 }
 
@@ -356,33 +353,19 @@ func (j *sqlJournal) writeSteps(ctx context.Context, tx *sql.Tx, in *instance, w
 }
 
 func (j *sqlJournal) setback(ctx context.Context, in *instance, writes []write, wait time.Duration, lastErr string) error {
-	return leaseErr(ctx, j.writeSetback(ctx, in, writes, wait, lastErr))
-}
-
-func (j *sqlJournal) writeSetback(ctx context.Context, in *instance, writes []write, wait time.Duration, lastErr string) error {
-	tx, err := j.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
 	now := j.d.flavor.NowMicros()
 	next, args := now+" + ?", []any{int(in.status), int(in.resume), in.attempts, wait.Microseconds()}
 	if in.status == Stuck {
 		next, args[3] = "?", int64(ended)
 	}
-	res, err := tx.ExecContext(ctx, j.d.q(`UPDATE {p}_instances SET status = ?, resume_status = ?, attempts = ?,
-		next_attempt_at = `+next+`, last_error = ?, owner = NULL, lease_until = 0, updated_at = `+now+`
-		WHERE id = ? AND owner = ?`), append(args, clip(lastErr), in.id, in.token)...)
-	if err := fenced(res, err); err != nil {
-		return err
+	err := j.record(ctx, in, writes, func(tx *sql.Tx) error {
+		return fenced(tx.ExecContext(ctx, j.d.q(`UPDATE {p}_instances SET status = ?, resume_status = ?, attempts = ?,
+			next_attempt_at = `+next+`, last_error = ?, owner = NULL, lease_until = 0, updated_at = `+now+`
+			WHERE id = ? AND owner = ?`), append(args, clip(lastErr), in.id, in.token)...))
+	})
+	if err != nil {
+		return leaseErr(ctx, err)
 	}
-	if err := j.writeSteps(ctx, tx, in, writes); err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return err
-	}
-	j.committed()
 	in.released = true
 	return nil
 }
