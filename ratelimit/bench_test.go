@@ -77,9 +77,11 @@ func BenchmarkXTimeRateAllow(b *testing.B) {
 	}
 }
 
-// BenchmarkAllowKey takes tokens of one of 1000 keys.
+// BenchmarkAllowKey takes tokens of one of 1000 keys, each of a bucket deep
+// enough never to refuse nor refill during the benchmark: keys in use, kept
+// from one call to the next.
 func BenchmarkAllowKey(b *testing.B) {
-	k := ratelimit.NewKeyed(1e9, 1e9)
+	k := ratelimit.NewKeyed(1, 1e9)
 	keys := make([]string, 1000)
 	for i := range keys {
 		keys[i] = "client-" + strconv.Itoa(i)
@@ -94,7 +96,7 @@ func BenchmarkAllowKey(b *testing.B) {
 
 // BenchmarkAllowKeyParallel is BenchmarkAllowKey from every P at once.
 func BenchmarkAllowKeyParallel(b *testing.B) {
-	k := ratelimit.NewKeyed(1e9, 1e9)
+	k := ratelimit.NewKeyed(1, 1e9)
 	keys := make([]string, 1000)
 	for i := range keys {
 		keys[i] = "client-" + strconv.Itoa(i)
@@ -107,4 +109,21 @@ func BenchmarkAllowKeyParallel(b *testing.B) {
 			i++
 		}
 	})
+}
+
+// BenchmarkAllowKeyChurn takes a token of a key seen once, out of a million,
+// as a gateway facing many client addresses does: each call makes a bucket,
+// and sweeps drop the idle ones, within WithMaxKeys.
+func BenchmarkAllowKeyChurn(b *testing.B) {
+	k := ratelimit.NewKeyed(10, 10, ratelimit.WithMaxKeys(10_000))
+	keys := make([]string, 1<<20)
+	for i := range keys {
+		keys[i] = "203.0." + strconv.Itoa(i>>8) + "." + strconv.Itoa(i&255)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		k.AllowKey(keys[i&(len(keys)-1)])
+		i++
+	}
 }
