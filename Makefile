@@ -1,3 +1,5 @@
+SHELL := /bin/bash
+
 # Every Go module in the repository: the core module and those under contrib/.
 MODULES := $(shell find . -name go.mod -not -path './.git/*' -printf '%h\n' | sort)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
@@ -9,13 +11,15 @@ export RAPID_STEPS ?= 100
 
 .PHONY: test integration bench fuzz lint deps ci
 
-## test: gofmt check, go vet and go test -race over every module
+## test: gofmt check, go vet and go test -race over every module; prints
+## each package's result, each skipped test with its reason, and failures
 test:
 	@unformatted=$$(gofmt -l $(MODULES)); \
 	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
-	@set -e; for m in $(MODULES); do \
+	@set -eo pipefail; for m in $(MODULES); do \
 		echo "== $$m"; \
-		(cd $$m && go vet ./... && go test -race -timeout 12m $(TESTFLAGS) ./...); \
+		(cd $$m && go vet ./... && go test -race -v -timeout 12m $(TESTFLAGS) ./... 2>&1 | \
+			grep -vE '^ *(=== (RUN|PAUSE|CONT|NAME) |--- PASS: |PASS$$|\[rapid\] OK)'); \
 	done
 
 ## integration: test, with every service required (set the RESILIENCE_* variables)
