@@ -731,6 +731,33 @@ func TestDefaultMinimumFitsASmallWindow(t *testing.T) {
 	})
 }
 
+// The defaults: a count window of the last 100 calls, tripping at a failure
+// rate of one half once 20 calls are in it.
+func TestDefaults(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := cb.New()
+		run(b, 10, fail)
+		run(b, 9, succeed)
+		assert.Equal(t, cb.Closed, b.State(), "19 calls: under the minimum")
+		run(b, 1, succeed)
+		assert.Equal(t, cb.Open, b.State(), "10 of 20: the success that completes the minimum trips it")
+		b = cb.New()
+		run(b, 100, succeed)
+		run(b, 49, fail)
+		assert.Equal(t, cb.Closed, b.State(), "49 of 100")
+		run(b, 1, fail)
+		assert.Equal(t, cb.Open, b.State(), "50 of the last 100")
+		b = cb.New()
+		run(b, 60, fail)
+		b.Reset()
+		run(b, 100, succeed)
+		run(b, 49, fail)
+		m := b.Metrics()
+		assert.Equal(t, int64(100), m.Calls, "the window holds the last 100 calls")
+		assert.Equal(t, int64(49), m.Failures)
+	})
+}
+
 func TestStateString(t *testing.T) {
 	assert.Equal(t, "metrics-only", cb.MetricsOnly.String())
 	assert.Equal(t, "State(9)", cb.State(9).String())

@@ -420,3 +420,28 @@ func TestInMemoryAllocations(t *testing.T) {
 	assert.Equal(t, 3.0, four-one, "one allocation per step")
 	assert.LessOrEqual(t, one, 6.0)
 }
+
+// Each attempt of a compensation runs under a deadline of its own.
+func TestSettleTimeoutBoundsEachAttempt(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var budgets []time.Duration
+		def := saga.Define("hung-refund", 1,
+			saga.Step("charge", func(context.Context, *saga.Call) error { return nil },
+				func(ctx context.Context, c *saga.Call) error {
+					deadline, ok := ctx.Deadline()
+					require.True(t, ok)
+					budgets = append(budgets, time.Until(deadline))
+					<-ctx.Done() // a refund service that never answers
+					return ctx.Err()
+				}),
+			saga.Step("ship", func(context.Context, *saga.Call) error { return errDeclined }, nil),
+		)
+		c := saga.New(saga.WithSettleTimeout(2*time.Second), saga.WithAttempts(2, time.Second, time.Second))
+		err := c.Run(context.Background(), def, "h-1", nil)
+		var se *saga.Error
+		require.ErrorAs(t, err, &se)
+		assert.Equal(t, saga.Stuck, se.Status)
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.Equal(t, []time.Duration{2 * time.Second, 2 * time.Second}, budgets)
+	})
+}
