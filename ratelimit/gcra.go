@@ -29,35 +29,36 @@ func (g *gcra) init(interval time.Duration, burst int) {
 
 // take takes a token now, on the clock that starts at start, or reserves
 // one that becomes available within maxWait, and returns how long from now
-// until it is available. When no token is available within maxWait it takes
-// nothing and returns the wait with ok false. The clock is read again when
-// another goroutine got in first, so that a successful take never uses a
-// stale time.
-func (g *gcra) take(start time.Time, maxWait int64) (wait int64, ok bool) {
+// until it is available, and the tat it set, by which [gcra.cancel] knows
+// the token. When no token is available within maxWait it takes nothing
+// and returns the wait with ok false. The clock is read again when another
+// goroutine got in first, so that a successful take never uses a stale
+// time.
+func (g *gcra) take(start time.Time, maxWait int64) (wait, next int64, ok bool) {
 	t := int64(time.Since(start))
 	tat := g.tat.Load()
-	next := max(tat, t) + g.interval
+	next = max(tat, t) + g.interval
 	if wait = next - t - g.limit; wait <= maxWait && g.tat.CompareAndSwap(tat, next) {
-		return max(wait, 0), true
+		return max(wait, 0), next, true
 	}
 	if wait > maxWait {
-		return wait, false
+		return wait, 0, false
 	}
 	return g.retake(start, maxWait)
 }
 
 // retake is take's loop, for when another goroutine changed the bucket
 // between a read and a swap.
-func (g *gcra) retake(start time.Time, maxWait int64) (wait int64, ok bool) {
+func (g *gcra) retake(start time.Time, maxWait int64) (wait, next int64, ok bool) {
 	for {
 		t := int64(time.Since(start))
 		tat := g.tat.Load()
-		next := max(tat, t) + g.interval
+		next = max(tat, t) + g.interval
 		if wait = next - t - g.limit; wait > maxWait {
-			return wait, false
+			return wait, 0, false
 		}
 		if g.tat.CompareAndSwap(tat, next) {
-			return max(wait, 0), true
+			return max(wait, 0), next, true
 		}
 	}
 }
@@ -67,18 +68,17 @@ func (g *gcra) wait(t int64) int64 {
 	return max(max(g.tat.Load(), t)+g.interval-t-g.limit, 0)
 }
 
-// giveBack returns a token taken but not used: the bucket then holds what it
-// would have held without it, never more than full at t.
-func (g *gcra) giveBack(t int64) {
-	for {
-		tat := g.tat.Load()
-		if tat <= t {
-			return // the bucket is full: nothing to give back
-		}
-		if g.tat.CompareAndSwap(tat, max(tat-g.interval, t)) {
-			return
-		}
+// cancel gives back, at t, the token whose take set tat to next, and
+// reports whether it did. It does only while the token is not yet due (one
+// that is due may have been used) and no token was taken after it (a later
+// token keeps its time, so that giving this one back would let a call in
+// ahead of it, and more than burst in a row): then the bucket holds what it
+// would have held without the token, never more than full at t.
+func (g *gcra) cancel(t, next int64) bool {
+	if t >= next-g.limit {
+		return false
 	}
+	return g.tat.CompareAndSwap(next, max(next-g.interval, t))
 }
 
 // full reports whether the bucket is full at t: it holds no trace of past

@@ -147,13 +147,13 @@ func (k *Keyed) sweep() {
 }
 
 // take takes a token of key's bucket, or reserves one due within maxWait.
-func (k *Keyed) take(key string, maxWait int64) (*bucket, int64, bool) {
+func (k *Keyed) take(key string, maxWait int64) (b *bucket, wait, next int64, ok bool) {
 	b, sweep := k.bucket(key)
-	wait, ok := b.g.take(k.start, maxWait)
+	wait, next, ok = b.g.take(k.start, maxWait)
 	if sweep {
 		k.sweep()
 	}
-	return b, wait, ok
+	return b, wait, next, ok
 }
 
 // AllowKey takes a token from key's bucket if one is available now, and
@@ -162,7 +162,7 @@ func (k *Keyed) AllowKey(key string) bool {
 	if k.inf {
 		return true
 	}
-	_, _, ok := k.take(key, 0)
+	_, _, _, ok := k.take(key, 0)
 	return ok
 }
 
@@ -206,11 +206,11 @@ func (k *Keyed) reserve(ctx context.Context, key string, maxWait time.Duration) 
 		b, _ := k.bucket(key)
 		return b, Reservation{}
 	}
-	b, wait, ok := k.take(key, int64(maxWait))
+	b, wait, next, ok := k.take(key, int64(maxWait))
 	if !ok {
 		return b, Reservation{}
 	}
-	return b, Reservation{ok: true, delay: time.Duration(wait), g: &b.g, start: k.start}
+	return b, Reservation{ok: true, delay: time.Duration(wait), g: &b.g, start: k.start, next: next}
 }
 
 // Policy returns a [resilience.Policy] that limits each call by the key

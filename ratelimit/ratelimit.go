@@ -148,7 +148,7 @@ func (l *Limiter) cfg(opts []Option) {
 func (l *Limiter) Allow() bool {
 	switch l.mode {
 	case bucketMode:
-		_, ok := l.g.take(l.start, 0)
+		_, _, ok := l.g.take(l.start, 0)
 		return ok
 	case xMode:
 		return l.x.Allow()
@@ -162,7 +162,8 @@ func (l *Limiter) Allow() bool {
 // first and refuses later. A refusal is a [*LimitedError], matching
 // [ErrLimited] and [resilience.ErrRejected], whose retry-after hint says
 // when a token is due. If ctx is done during the wait, Do returns ctx.Err()
-// and gives the token back.
+// and gives the token back, unless a token was taken after it, which keeps
+// its time (see [Reservation.Cancel]).
 func (l *Limiter) Do(ctx context.Context, op resilience.Op) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -215,11 +216,11 @@ func (l *Limiter) reserve(ctx context.Context, maxWait time.Duration) Reservatio
 		}
 		return Reservation{ok: true, delay: xr.Delay(), x: xr}
 	}
-	wait, ok := l.g.take(l.start, int64(maxWait))
+	wait, next, ok := l.g.take(l.start, int64(maxWait))
 	if !ok {
 		return Reservation{}
 	}
-	return Reservation{ok: true, delay: time.Duration(wait), g: &l.g, start: l.start}
+	return Reservation{ok: true, delay: time.Duration(wait), g: &l.g, start: l.start, next: next}
 }
 
 // Metrics is a snapshot of a limiter's counts.
@@ -239,6 +240,7 @@ type Reservation struct {
 	delay time.Duration
 	g     *gcra
 	start time.Time
+	next  int64 // the bucket's tat after the token, which names it
 	x     *rate.Reservation
 }
 
@@ -248,12 +250,15 @@ func (r Reservation) OK() bool { return r.ok }
 // Delay returns how long after the reservation the token is due.
 func (r Reservation) Delay() time.Duration { return r.delay }
 
-// Cancel gives the token back, so that another call may have it. Cancel
-// a reservation at most once, and only one that is OK and not yet used.
+// Cancel gives the token back, so that another call may have it, if it is
+// not yet due and no token was taken after it (which keeps its time: as
+// with x/time/rate, the bucket never holds more than it would have without
+// the cancelled token). Cancel a reservation at most once, and only one
+// that is OK and not used.
 func (r Reservation) Cancel() {
 	switch {
 	case r.g != nil:
-		r.g.giveBack(int64(time.Since(r.start)))
+		r.g.cancel(int64(time.Since(r.start)), r.next)
 	case r.x != nil:
 		r.x.Cancel()
 	}

@@ -155,6 +155,36 @@ func TestCancelDuringWaitGivesTheTokenBack(t *testing.T) {
 	})
 }
 
+// A call that gives up its wait does not let a later call in ahead of
+// those already waiting: with a burst of one, no two calls run at once.
+func TestCancelKeepsLaterReservationsInPlace(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := ratelimit.New(1, 1, ratelimit.WithMaxWait(time.Minute))
+		start := time.Now()
+		var mu sync.Mutex
+		var ran []time.Duration
+		op := func(context.Context) error {
+			mu.Lock()
+			ran = append(ran, time.Since(start))
+			mu.Unlock()
+			return nil
+		}
+		require.NoError(t, l.Do(context.Background(), op)) // at 0s
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		wg.Go(func() { assert.Equal(t, context.Canceled, l.Do(ctx, op)) }) // due at 1s
+		synctest.Wait()
+		wg.Go(func() { assert.NoError(t, l.Do(context.Background(), op)) }) // due at 2s
+		synctest.Wait()
+		time.Sleep(500 * time.Millisecond)
+		cancel() // the first waiter gives up; the second keeps its time
+		synctest.Wait()
+		wg.Go(func() { assert.NoError(t, l.Do(context.Background(), op)) })
+		wg.Wait()
+		assert.Equal(t, []time.Duration{0, 2 * time.Second, 3 * time.Second}, ran)
+	})
+}
+
 func TestReserve(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		l := ratelimit.New(4, 2) // a token every 250ms
