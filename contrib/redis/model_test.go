@@ -26,32 +26,38 @@ type bucketModel struct {
 	tat             float64 // -Inf: the key is gone, the bucket full
 }
 
-// apply does what the script does with ARGV[3] = arg at the server's time
-// now, and returns what the script should answer.
-func (m *bucketModel) apply(arg, now int64) reply {
+// apply does what the script does with ARGV[3] = arg (and ARGV[4] = mine,
+// the tat of the token to give back) at the server's time now, and returns
+// what the script should answer, and the tat of a token taken.
+func (m *bucketModel) apply(arg, now int64, mine float64) (reply, float64) {
 	n := float64(now)
-	tat := max(m.tat, n)
 	if arg < 0 {
-		if tat -= m.interval; tat > n {
+		// Only the latest token taken, and before it is due.
+		if m.tat != mine || n >= mine-m.interval*m.burst {
+			return reply{now: now}, 0
+		}
+		if tat := mine - m.interval; tat > n {
 			m.tat = tat
 		} else {
 			m.tat = math.Inf(-1)
 		}
-		return reply{taken: true, now: now}
+		return reply{taken: true, now: now}, 0
 	}
+	tat := max(m.tat, n)
 	next := tat + m.interval
 	wait := next - n - float64(m.interval*m.burst)
 	if wait > float64(arg) {
-		return reply{wait: time.Duration(math.Ceil(wait)) * time.Microsecond, now: now}
+		return reply{wait: time.Duration(math.Ceil(wait)) * time.Microsecond, now: now}, 0
 	}
 	m.tat = next
-	return reply{taken: true, wait: time.Duration(math.Ceil(max(wait, 0))) * time.Microsecond, now: now}
+	return reply{taken: true, wait: time.Duration(math.Ceil(max(wait, 0))) * time.Microsecond, now: now}, next
 }
 
 // The script gives the model's answers, step for step, on random
-// sequences of takes (with random waits allowed) and give-backs, on buckets
-// whose interval is near a round trip, so that tokens come back between
-// calls. The model reads the server's time from each answer.
+// sequences of takes (with random waits allowed) and give-backs (of the
+// latest token taken, or of an earlier one, which the script must refuse),
+// on buckets whose interval is near a round trip, so that tokens come back
+// between calls. The model reads the server's time from each answer.
 func TestScriptMatchesModel(t *testing.T) {
 	c := redis.NewClient(&redis.Options{Addr: servicetest.RedisAddr(t), ContextTimeoutEnabled: true})
 	defer c.Close()
@@ -70,21 +76,39 @@ func TestScriptMatchesModel(t *testing.T) {
 		require.Equal(t, interval, parsed, "the interval reaches the script exactly")
 		m := bucketModel{interval: parsed, burst: float64(burst), tat: math.Inf(-1)}
 		keys := []string{fmt.Sprint(prefix, run)}
-		taken := 0
+		taken, givenBack := 0, 0
+		var tokens []string // the tats of the tokens taken, in order
 		for step := range steps {
-			arg := int64(giveBackArg)
-			if rng.IntN(5) > 0 {
+			arg, mine := int64(giveBackArg), ""
+			if rng.IntN(5) > 0 || len(tokens) == 0 {
 				arg = rng.Int64N(int64(3*interval) + 1)
+			} else {
+				mine = tokens[len(tokens)-1-rng.IntN(min(len(tokens), 2))] // the latest, or the one before
 			}
-			got, err := s.eval(ctx, keys, arg)
+			got, err := s.eval(ctx, keys, arg, mine)
 			require.NoError(t, err)
-			want := m.apply(arg, got.now)
-			require.Equal(t, want, got, "run %d (interval %vµs, burst %d), step %d, ARGV[3] %d", run, interval, burst, step, arg)
+			mineTat := math.NaN()
+			if mine != "" {
+				mineTat, err = strconv.ParseFloat(mine, 64)
+				require.NoError(t, err)
+			}
+			want, next := m.apply(arg, got.now, mineTat)
 			if arg >= 0 && got.taken {
+				gotNext, err := strconv.ParseFloat(got.tat, 64)
+				require.NoError(t, err, "the tat %q", got.tat)
+				require.Equal(t, next, gotNext, "run %d, step %d: the token's tat", run, step)
+				want.tat = got.tat
+				tokens = append(tokens, got.tat)
 				taken++
+			}
+			require.Equal(t, want, got, "run %d (interval %vµs, burst %d), step %d, ARGV[3] %d, ARGV[4] %q", run, interval, burst, step, arg, mine)
+			if arg < 0 && got.taken {
+				givenBack++
+				tokens = tokens[:len(tokens)-1]
 			}
 		}
 		assert.Positive(t, taken, "run %d took tokens", run)
+		t.Logf("run %d: %d taken, %d given back", run, taken, givenBack)
 		require.NoError(t, c.Del(ctx, keys[0]).Err())
 	}
 }

@@ -294,6 +294,43 @@ func TestMaxWait(t *testing.T) {
 	assert.Equal(t, redislimit.Metrics{Admitted: 1, Rejected: 1}, l.Metrics())
 }
 
+// A call that gives up its wait does not hand its token to a later call
+// ahead of one already waiting for a later token: its token is spent.
+func TestCancelKeepsLaterWaitsInPlace(t *testing.T) {
+	c, prefix := redisClient(t)
+	ctx := context.Background()
+	key := prefix + "queue"
+	l := redislimit.New(c, key, hourly, 1, decided(redislimit.WithMaxWait(150*time.Minute))...)
+	require.NoError(t, l.Do(ctx, nop), "the burst token")
+
+	wait := func(ctx context.Context, reserved time.Duration) chan error {
+		done := make(chan error, 1)
+		go func() {
+			done <- l.Do(ctx, func(context.Context) error { t.Error("op ran before its token was due"); return nil })
+		}()
+		require.Eventually(t, func() bool { return ttl(t, c, key) > reserved }, 30*time.Second, 5*time.Millisecond)
+		return done
+	}
+	actx, cancelA := context.WithCancel(ctx)
+	defer cancelA()
+	bctx, cancelB := context.WithCancel(ctx)
+	defer cancelB()
+	a := wait(actx, 90*time.Minute)  // due in an hour
+	b := wait(bctx, 150*time.Minute) // due in two
+	cancelA()
+	assert.Equal(t, context.Canceled, <-a)
+	assert.Greater(t, ttl(t, c, key), 150*time.Minute, "b keeps its time: a's token is not given back")
+
+	// A new call would need three hours: refused at once.
+	err := l.Do(ctx, nop)
+	assert.ErrorIs(t, err, ratelimit.ErrLimited)
+	hint, _ := resilience.RetryAfter(err)
+	assert.Greater(t, hint, 150*time.Minute)
+	cancelB()
+	assert.Equal(t, context.Canceled, <-b)
+	assert.LessOrEqual(t, ttl(t, c, key), 2*time.Hour+time.Millisecond, "b, the latest, was given back")
+}
+
 func TestMaxWaitRespectsTheDeadline(t *testing.T) {
 	c, prefix := redisClient(t)
 	l := redislimit.New(c, prefix+"deadline", hourly, 1, decided(redislimit.WithMaxWait(2*time.Hour))...)

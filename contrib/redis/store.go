@@ -159,7 +159,7 @@ func (s *store) take(ctx context.Context, name string, maxWait time.Duration) (r
 		return reply{}, s.failure.Load()
 	}
 	cctx, cancel := context.WithTimeout(ctx, s.timeout)
-	r, err := s.eval(cctx, s.keys(name), int64(maxWait/time.Microsecond))
+	r, err := s.eval(cctx, s.keys(name), int64(maxWait/time.Microsecond), "")
 	deadline, _ := cctx.Deadline()
 	cancel()
 	if err != nil {
@@ -211,16 +211,17 @@ func (s *store) failed(err error, deadline time.Time) *UnavailableError {
 	return u
 }
 
-// giveBack gives back a token of the bucket of key name, taken but not
-// used. It is best effort: a token not given back is spent. It does not ask
-// a Redis that failed since it answered the call that took the token.
-func (s *store) giveBack(ctx context.Context, name string) {
+// giveBack gives back the token of the bucket of key name that set its tat
+// to tat, taken but not used, if no token was taken after it (see gcra). It
+// is best effort: a token not given back is spent. It does not ask a Redis
+// that failed since it answered the call that took the token.
+func (s *store) giveBack(ctx context.Context, name, tat string) {
 	if !s.health.up() {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
 	defer cancel()
-	if _, err := s.eval(ctx, s.keys(name), giveBackArg); err != nil {
+	if _, err := s.eval(ctx, s.keys(name), giveBackArg, tat); err != nil {
 		deadline, _ := ctx.Deadline()
 		s.failed(err, deadline)
 	}
@@ -343,12 +344,12 @@ func (s *store) do(ctx context.Context, name string, op resilience.Op) error {
 	if r.wait > 0 {
 		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) <= r.wait {
 			// The answer came too late for the wait to fit.
-			s.giveBack(ctx, name)
+			s.giveBack(ctx, name, r.tat)
 			s.rejected.Add(1)
 			return &LimitedError{key: name, keyed: s.keyed, wait: r.wait, at: time.Now()}
 		}
 		if !sleep(ctx, r.wait) {
-			s.giveBack(ctx, name)
+			s.giveBack(ctx, name, r.tat)
 			return ctx.Err()
 		}
 	}
