@@ -147,7 +147,8 @@ func (l *Limiter) Allow(ctx context.Context) bool {
 // and refuses later. A refusal is a [*LimitedError], matching
 // [ratelimit.ErrLimited] and [resilience.ErrRejected], whose retry-after
 // hint says when a token is due. If ctx is done during the wait, Do returns
-// ctx.Err() and gives the token back. When Redis does not answer within the
+// ctx.Err() and gives the token back, unless a token was taken after it,
+// which keeps its time. When Redis does not answer within the
 // timeout ([WithTimeout]), the fallback decides: see [WithFailOpen],
 // [WithFailClosed] and [WithLocalFallback].
 func (l *Limiter) Do(ctx context.Context, op resilience.Op) error {
