@@ -76,7 +76,14 @@ func Discard(ctx context.Context, db *sql.DB, d Dialect, ids ...string) (int64, 
 	if len(ids) == 0 {
 		return 0, nil
 	}
-	res, err := db.ExecContext(ctx, d.q(`DELETE FROM {t} WHERE status <> 1 AND message_id IN (`+sqlstore.Marks(len(ids))+`)`), anys(ids)...)
+	args := anys(ids)
+	in := "message_id IN (" + sqlstore.Marks(len(ids)) + ")"
+	// The lanes of the messages discarded wait no more for their backoff.
+	if _, err := db.ExecContext(ctx, d.q(`UPDATE {t}_lanes SET blocked_until = 0 WHERE lane IN
+		(SELECT lane FROM {t} WHERE status <> 1 AND lane IS NOT NULL AND `+in+`)`), args...); err != nil {
+		return 0, fmt.Errorf("outbox: discard: %w", err)
+	}
+	res, err := db.ExecContext(ctx, d.q(`DELETE FROM {t} WHERE status <> 1 AND `+in), args...)
 	if err != nil {
 		return 0, fmt.Errorf("outbox: discard: %w", err)
 	}

@@ -140,8 +140,6 @@ func (r *Relay) processLane(ctx context.Context, lane int) (int, error) {
 	if err != nil || len(rows) == 0 {
 		return 0, err
 	}
-	actx, cancel := r.detached(ctx, r.cfg.publishTimeout)
-	defer cancel()
 	fence := "lane = ? AND EXISTS (SELECT 1 FROM {t}_lanes WHERE lane = ? AND owner = ? AND lease_until > " + r.d.flavor.NowMicros() + ")"
 	deadline := time.Now().Add(r.cfg.lease / 2) // stop well inside the lease
 	var (
@@ -163,15 +161,22 @@ func (r *Relay) processLane(ctx context.Context, lane int) (int, error) {
 			continue
 		}
 		failErr, failures = errs[0], 1
-		if isDead, err = r.nack(actx, row.claimed, failErr, fence, lane, lane, r.id); err != nil {
-			return 0, err
+		// The writes after the publishes get a time of their own: the
+		// publishes may have used up theirs.
+		actx, cancel := r.detached(ctx, r.cfg.publishTimeout)
+		isDead, err = r.nack(actx, row.claimed, failErr, fence, lane, lane, r.id)
+		if err == nil {
+			_, err = r.db.ExecContext(actx, r.d.q(`UPDATE {t}_lanes SET blocked_until = `+r.d.flavor.NowMicros()+` + ? WHERE lane = ? AND owner = ?`),
+				r.backoff(row.msg.Attempts).Microseconds(), lane, r.id)
 		}
-		if _, err := r.db.ExecContext(actx, r.d.q(`UPDATE {t}_lanes SET blocked_until = `+r.d.flavor.NowMicros()+` + ? WHERE lane = ? AND owner = ?`),
-			r.backoff(row.msg.Attempts).Microseconds(), lane, r.id); err != nil {
+		cancel()
+		if err != nil {
 			return 0, err
 		}
 		break
 	}
+	actx, cancel := r.detached(ctx, r.cfg.publishTimeout)
+	defer cancel()
 	acked, err := r.ack(actx, done, fence, lane, lane, r.id)
 	if err != nil {
 		return 0, err

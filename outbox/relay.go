@@ -450,9 +450,15 @@ func (r *Relay) nack(ctx context.Context, c claimed, cause error, fence string, 
 		status = 2
 	}
 	args := append([]any{r.backoff(attempts).Microseconds(), msg, status, attempts, c.id}, fenceArgs...)
-	_, err := r.db.ExecContext(ctx, r.d.q(`UPDATE {t} SET locked_by = NULL, locked_until = NULL, available_at = `+
+	res, err := r.db.ExecContext(ctx, r.d.q(`UPDATE {t} SET locked_by = NULL, locked_until = NULL, available_at = `+
 		r.d.flavor.NowMicros()+` + ?, last_error = ?, status = ?, attempts = ? WHERE id = ? AND `+fence), args...)
-	return isDead, err
+	if err != nil {
+		return false, err
+	}
+	// A relay that no longer holds the message changed nothing: it is
+	// another's to count.
+	n, err := res.RowsAffected()
+	return isDead && n == 1, err
 }
 
 // backoff returns the wait before the next attempt after attempts failed:
