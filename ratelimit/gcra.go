@@ -47,6 +47,22 @@ func (g *gcra) take(start time.Time, maxWait int64) (wait, next int64, ok bool) 
 	return g.retake(start, maxWait)
 }
 
+// takeNow is take with no wait allowed, for the hot path of Allow: it
+// reports whether it took a token.
+func (g *gcra) takeNow(start time.Time) bool {
+	t := int64(time.Since(start))
+	tat := g.tat.Load()
+	next := max(tat, t) + g.interval
+	if next-t > g.limit {
+		return false
+	}
+	if g.tat.CompareAndSwap(tat, next) {
+		return true
+	}
+	_, _, ok := g.retake(start, 0)
+	return ok
+}
+
 // retake is take's loop, for when another goroutine changed the bucket
 // between a read and a swap.
 func (g *gcra) retake(start time.Time, maxWait int64) (wait, next int64, ok bool) {

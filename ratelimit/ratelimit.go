@@ -146,14 +146,10 @@ func (l *Limiter) cfg(opts []Option) {
 // Allow takes a token if one is available now, and reports whether it did.
 // It never waits.
 func (l *Limiter) Allow() bool {
-	switch l.mode {
-	case bucketMode:
-		_, _, ok := l.g.take(l.start, 0)
-		return ok
-	case xMode:
-		return l.x.Allow()
+	if l.mode == bucketMode {
+		return l.g.takeNow(l.start)
 	}
-	return true
+	return l.mode != xMode || l.x.Allow()
 }
 
 // Do runs op if the limiter has a token for it. With [WithMaxWait], it
@@ -169,11 +165,11 @@ func (l *Limiter) Do(ctx context.Context, op resilience.Op) error {
 		return err
 	}
 	if l.maxWait == 0 {
-		if !l.Allow() {
-			l.rejected.Add(1)
-			return l.err
+		if l.mode == bucketMode && l.g.takeNow(l.start) || l.mode != bucketMode && l.Allow() {
+			return op(ctx)
 		}
-		return op(ctx)
+		l.rejected.Add(1)
+		return l.err
 	}
 	r := l.reserve(ctx, l.maxWait)
 	if !r.OK() {
