@@ -285,9 +285,11 @@ func (b *Breaker) now() time.Duration { return time.Since(b.start) }
 // op's error as is. If the breaker rejects the call, Do returns an
 // [*OpenError] or [ErrForcedOpen] without calling op. If ctx is already
 // done, Do returns ctx.Err(). A panic in op counts as a failure and
-// propagates. An error that op returns after the caller cancelled ctx is
-// ignored; one after the caller's deadline passed is classified as usual (by
-// default a failure: the dependency did not answer in time).
+// propagates. An error that op returns once the caller's ctx is done
+// (cancelled, or past its deadline) is ignored, and its permit returned:
+// the caller gave up, which says nothing sure of the dependency. A deadline
+// of the breaker's own call, such as that of a timeout policy inside it, is the
+// dependency not answering in time: a failure.
 func (b *Breaker) Do(ctx context.Context, op resilience.Op) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -331,7 +333,7 @@ func (b *Breaker) Do(ctx context.Context, op resilience.Op) error {
 	o := Success
 	if err != nil {
 		o = Ignore
-		if ctx.Err() != context.Canceled {
+		if ctx.Err() == nil {
 			o = b.classify(err)
 		}
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/resilience-go/resilience"
 	cb "github.com/resilience-go/resilience/circuitbreaker"
+	"github.com/resilience-go/resilience/timeout"
 	"github.com/resilience-go/resilience/internal/policytest"
 )
 
@@ -376,29 +377,36 @@ func TestCallerCancellationIsIgnored(t *testing.T) {
 	})
 }
 
-// A dependency that hangs until the caller's deadline did not answer in
-// time: that is a failure, and a slow call, not a cancellation.
-func TestCallerDeadlineIsAFailure(t *testing.T) {
+// The caller's deadline is the caller giving up: ignored, as a
+// cancellation is. A dependency that hangs is counted by a timeout inside
+// the breaker, whose deadline is the call's own: a failure, and a slow call.
+func TestCallerDeadlineIsIgnoredATimeoutInsideIsAFailure(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		hang := func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }
-		withDeadline := func(b *cb.Breaker) error {
+		withDeadline := func(p resilience.Policy) error {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			return b.Do(ctx, hang)
+			return p.Do(ctx, hang)
 		}
 		b := cb.New(cb.WithFailureRate(0.5, 4), cb.WithSlowCalls(time.Second, 1), cb.WithHalfOpenProbes(1))
 		for range 4 {
 			require.ErrorIs(t, withDeadline(b), context.DeadlineExceeded)
 		}
-		assert.Equal(t, cb.Open, b.State(), "four calls that hung until the deadline trip the breaker")
+		assert.Equal(t, cb.Metrics{State: cb.Closed}, b.Metrics(), "the caller gave up four times: nothing recorded")
+
+		guarded := resilience.Chain(b, timeout.New(2*time.Second))
+		for range 4 {
+			require.ErrorIs(t, withDeadline(guarded), timeout.ErrExceeded)
+		}
+		assert.Equal(t, cb.Open, b.State(), "four calls that hung until their own timeout trip the breaker")
 		assert.Equal(t, cb.Metrics{State: cb.Open, Calls: 4, Failures: 4, SlowCalls: 4}, b.Metrics())
 
 		var oe *cb.OpenError
 		require.ErrorAs(t, b.Do(context.Background(), succeed), &oe)
 		time.Sleep(oe.RetryAfter())
 		require.Equal(t, cb.HalfOpen, b.State())
-		_ = withDeadline(b)
-		assert.Equal(t, cb.Open, b.State(), "a probe that hangs until the deadline re-opens the breaker")
+		_ = withDeadline(guarded)
+		assert.Equal(t, cb.Open, b.State(), "a probe that hangs until its timeout re-opens the breaker")
 	})
 }
 

@@ -33,13 +33,15 @@
 // State and Metrics read the clock, so they see the end of a break even
 // when the timer runs late.
 //
-// The caller's own cancellation is never a failure: an error returned after
-// the caller cancelled its ctx is ignored, and so, by default, are rejections
-// from inner policies ([resilience.ErrRejected]) and context.Canceled; see
-// [DefaultClassifier] and [WithClassifier]. A caller's deadline that passes
-// while the call runs is different: the dependency did not answer in time,
-// and by default that is a failure. A panic in the call counts as a failure
-// and propagates.
+// The caller's own cancellation is never a failure: an error returned once
+// the caller's ctx is done, cancelled or past its deadline, is ignored and
+// its permit returned, and so, by default, are rejections from inner
+// policies ([resilience.ErrRejected]) and context.Canceled; see
+// [DefaultClassifier] and [WithClassifier]. To count a dependency that does
+// not answer in time, bound each call with a timeout inside the breaker, as
+// the canonical order does (retry, circuitbreaker, ..., timeout): the
+// timeout's deadline is the call's own, and its error a failure. A panic in
+// the call counts as a failure and propagates.
 //
 // # Manual control
 //
