@@ -15,8 +15,8 @@ import (
 
 	"github.com/resilience-go/resilience"
 	cb "github.com/resilience-go/resilience/circuitbreaker"
-	"github.com/resilience-go/resilience/timeout"
 	"github.com/resilience-go/resilience/internal/policytest"
+	"github.com/resilience-go/resilience/timeout"
 )
 
 var errDown = errors.New("dependency down")
