@@ -162,7 +162,9 @@ type Metrics struct {
 	// ConsecutiveFailures counts the failures since the last success, while
 	// Closed or MetricsOnly.
 	ConsecutiveFailures int64
-	// Rejections counts the calls rejected since the breaker was made.
+	// Rejections counts the calls rejected in the window: since the breaker
+	// last closed (or was reset, or made), across the open and half-open
+	// states that followed.
 	Rejections int64
 }
 
@@ -216,6 +218,8 @@ type epoch struct {
 
 	// Open, HalfOpen and ForcedOpen: the window that tripped the breaker.
 	frozen counts
+	// rejBase is what b.rejections held when the epoch's window began.
+	rejBase int64
 
 	// Open and HalfOpen.
 	err      error         // the rejection
@@ -624,6 +628,12 @@ func (b *Breaker) setLocked(s State, breakDur, now time.Duration) *epoch {
 	case ForcedOpen:
 		ep.err = ErrForcedOpen
 	}
+	switch {
+	case old == nil, s == Closed, s == MetricsOnly, s == Disabled:
+		ep.rejBase = b.rejections.Sum() // a new window
+	default:
+		ep.rejBase = old.rejBase // the window that tripped goes on
+	}
 	if old == nil { // New
 		b.cur.Store(ep)
 		return ep
@@ -745,7 +755,7 @@ func (b *Breaker) Metrics() Metrics {
 }
 
 func (b *Breaker) metricsOf(ep *epoch, now time.Duration) Metrics {
-	m := Metrics{State: ep.state, Rejections: b.rejections.Sum()}
+	m := Metrics{State: ep.state, Rejections: b.rejections.Sum() - ep.rejBase}
 	c := ep.frozen
 	switch {
 	case ep.cw != nil:

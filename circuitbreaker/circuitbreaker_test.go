@@ -272,7 +272,7 @@ func TestHalfOpenAdmitsAtMostNProbes(t *testing.T) {
 		done(nil)
 		assert.Equal(t, cb.Closed, b.State(), "three probes succeeded")
 		dones[2](nil) // reports after the breaker closed: dropped
-		assert.Equal(t, cb.Metrics{State: cb.Closed, Rejections: 2}, b.Metrics(), "the stale probe is not counted in the new window")
+		assert.Equal(t, cb.Metrics{State: cb.Closed}, b.Metrics(), "the stale probe is not counted in the new window")
 	})
 }
 
@@ -798,4 +798,23 @@ func TestConcurrentUse(t *testing.T) {
 		wg.Wait()
 		assert.Positive(t, transitions.Load(), "two thirds of calls failing against a 0.5 threshold")
 	}
+}
+
+// Rejections count in the window: from the breaker's last close, across the
+// open and half-open states that follow, and from zero again once it
+// closes.
+func TestRejectionsCountInTheWindow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := cb.New(cb.WithConsecutiveFailures(1), cb.WithBreakDuration(time.Second, time.Second), cb.WithHalfOpenProbes(1))
+		run(b, 1, fail)
+		run(b, 3, succeed)
+		assert.Equal(t, int64(3), b.Metrics().Rejections)
+		time.Sleep(2 * time.Second)
+		run(b, 1, fail) // the probe fails: open again, the same window
+		run(b, 2, succeed)
+		assert.Equal(t, int64(5), b.Metrics().Rejections)
+		time.Sleep(2 * time.Second)
+		run(b, 1, succeed) // the probe succeeds: closed, a new window
+		assert.Equal(t, cb.Metrics{State: cb.Closed, Calls: 0}, b.Metrics())
+	})
 }

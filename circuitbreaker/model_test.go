@@ -120,6 +120,9 @@ func (m *refModel) set(s State, breakDur, now time.Duration) {
 	if s == Open {
 		m.readyAt = now + breakDur
 	}
+	if s == Closed || s == MetricsOnly || s == Disabled {
+		m.rejections = 0 // a new window
+	}
 }
 
 func (m *refModel) advance(now time.Duration) {
