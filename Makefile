@@ -11,8 +11,9 @@ export RAPID_STEPS ?= 100
 
 .PHONY: test integration bench fuzz lint deps ci
 
-## test: gofmt check, go vet and go test -race over every module; prints
-## each package's result, each skipped test with its reason, and failures
+## test: gofmt check, go vet and go test -race over every module, never
+## from the test cache; prints each package's result, each skipped test
+## with its reason, and failures
 test:
 	@unformatted=$$(gofmt -l $(MODULES)); \
 	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
