@@ -19,7 +19,7 @@ test:
 	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
 	@set -eo pipefail; for m in $(MODULES); do \
 		echo "== $$m"; \
-		(cd $$m && go vet ./... && go test -race -v -timeout 12m $(TESTFLAGS) ./... 2>&1 | \
+		(cd $$m && go vet ./... && go test -race -count=1 -v -timeout 12m $(TESTFLAGS) ./... 2>&1 | \
 			grep -vE '^ *(=== (RUN|PAUSE|CONT|NAME) |--- PASS: |PASS$$|\[rapid\] OK)'); \
 	done
 
