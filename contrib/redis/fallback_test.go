@@ -69,7 +69,7 @@ func TestRedisCut(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			p := startProxy(t, servicetest.RedisAddr(t))
+			p := servicetest.NewProxy(t, servicetest.RedisAddr(t))
 			_, prefix := redisClient(t)
 			c := newClient(t, p.Addr())
 			var (
@@ -255,7 +255,7 @@ func TestErrorReplyFailsOnlyItsCall(t *testing.T) {
 // A call whose ctx's deadline passes while Redis does not answer ends with
 // ctx's error: the caller's deadline is not a failure of Redis.
 func TestCallersDeadlineIsNotAFailure(t *testing.T) {
-	p := startProxy(t, servicetest.RedisAddr(t))
+	p := servicetest.NewProxy(t, servicetest.RedisAddr(t))
 	_, prefix := redisClient(t)
 	c := newClient(t, p.Addr())
 	require.NoError(t, c.Ping(context.Background()).Err(), "a connection, made and set up before Redis hangs")
@@ -285,7 +285,7 @@ func TestMaxWaitAnswerTooLate(t *testing.T) {
 	const latency = 2 * time.Second
 	direct, prefix := redisClient(t)
 	key := prefix + "late"
-	p := startProxy(t, servicetest.RedisAddr(t))
+	p := servicetest.NewProxy(t, servicetest.RedisAddr(t))
 	slow := newClient(t, p.Addr())
 	require.NoError(t, slow.Ping(context.Background()).Err(), "a connection, made and set up before the answers slow down")
 	p.Delay(latency)
@@ -318,7 +318,7 @@ func TestMaxWaitAnswerTooLate(t *testing.T) {
 func TestNoGiveBackWhileRedisIsDown(t *testing.T) {
 	direct, prefix := redisClient(t)
 	key := prefix + "down"
-	p := startProxy(t, servicetest.RedisAddr(t))
+	p := servicetest.NewProxy(t, servicetest.RedisAddr(t))
 	c := oneConnClient(t, p.Addr())
 	l := redislimit.New(c, key, hourly, 1, redislimit.WithMaxWait(2*time.Hour), timeout, redislimit.WithFailClosed(),
 		redislimit.WithProbeInterval(time.Hour))

@@ -6,34 +6,41 @@ import (
 	"net/url"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/go-sql-driver/mysql"
 )
 
-// Proxy is a TCP proxy to a server, for tests that cut the connection: Cut
-// closes every connection through it and refuses new ones until Restore.
+// Proxy is a TCP proxy to a server, for tests of a connection that fails:
+// Cut closes every connection through it and refuses new ones, Hold lets
+// requests through and drops the answers, Delay holds each answer back for a
+// while, and Restore lets everything through again.
 type Proxy struct {
 	ln     net.Listener
 	target string
+	stop   chan struct{} // closed when the test ends
 
-	mu    sync.Mutex
-	cut   bool
-	conns map[net.Conn]bool
-	wg    sync.WaitGroup
+	mu      sync.Mutex
+	cut     bool          // connections closed, new ones refused
+	hold    bool          // requests reach the server, answers are dropped
+	latency time.Duration // answers wait this long on the way back
+	conns   map[net.Conn]bool
+	wg      sync.WaitGroup
 }
 
-// NewProxy starts a proxy on loopback to target (host:port); it stops when
-// the test ends.
+// NewProxy starts a proxy on loopback to target (host:port), which passes
+// everything until told otherwise; it stops when the test ends.
 func NewProxy(t testing.TB, target string) *Proxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("servicetest: proxy: %v", err)
 	}
-	p := &Proxy{ln: ln, target: target, conns: map[net.Conn]bool{}}
+	p := &Proxy{ln: ln, target: target, stop: make(chan struct{}), conns: map[net.Conn]bool{}}
 	p.wg.Go(p.accept)
 	t.Cleanup(func() {
 		ln.Close()
+		close(p.stop)
 		p.Cut()
 		p.wg.Wait()
 	})
@@ -44,21 +51,36 @@ func NewProxy(t testing.TB, target string) *Proxy {
 func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 
 // Cut closes every connection through the proxy, and refuses new ones until
-// Restore.
+// Restore: a client sees its connection end, or end as soon as it is made.
 func (p *Proxy) Cut() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.cut = true
+	p.cut, p.hold, p.latency = true, false, 0
 	for c := range p.conns {
 		c.Close()
 	}
 }
 
-// Restore lets connections through again.
+// Hold lets connections and requests through to the server, and no answer
+// back: the server is there, but slow beyond any timeout.
+func (p *Proxy) Hold() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut, p.hold, p.latency = false, true, 0
+}
+
+// Delay makes every answer wait d on its way back.
+func (p *Proxy) Delay(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut, p.hold, p.latency = false, false, d
+}
+
+// Restore lets everything through again, at once.
 func (p *Proxy) Restore() {
 	p.mu.Lock()
-	p.cut = false
-	p.mu.Unlock()
+	defer p.mu.Unlock()
+	p.cut, p.hold, p.latency = false, false, 0
 }
 
 func (p *Proxy) accept() {
@@ -81,18 +103,55 @@ func (p *Proxy) accept() {
 		}
 		p.conns[client], p.conns[server] = true, true
 		p.mu.Unlock()
-		pipe := func(dst, src net.Conn) {
-			io.Copy(dst, src) //nolint:errcheck // ends when either side closes
-			dst.Close()
-			src.Close()
-			p.mu.Lock()
-			delete(p.conns, dst)
-			delete(p.conns, src)
-			p.mu.Unlock()
-		}
-		p.wg.Go(func() { pipe(server, client) })
-		p.wg.Go(func() { pipe(client, server) })
+		p.wg.Go(func() {
+			io.Copy(server, client) //nolint:errcheck // ends when either side closes
+			p.close(client, server)
+		})
+		p.wg.Go(func() {
+			p.answer(client, server)
+			p.close(client, server)
+		})
 	}
+}
+
+// answer copies the server's answers to the client, as the proxy's mode
+// says when each arrives.
+func (p *Proxy) answer(client, server net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := server.Read(buf)
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		hold, latency := p.hold, p.latency
+		p.mu.Unlock()
+		if hold {
+			continue
+		}
+		if latency > 0 {
+			t := time.NewTimer(latency)
+			select {
+			case <-p.stop:
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		if _, err := client.Write(buf[:n]); err != nil {
+			return
+		}
+	}
+}
+
+// close closes both ends of a connection through the proxy.
+func (p *Proxy) close(client, server net.Conn) {
+	client.Close()
+	server.Close()
+	p.mu.Lock()
+	delete(p.conns, client)
+	delete(p.conns, server)
+	p.mu.Unlock()
 }
 
 // ThroughProxy returns a new handle on db's database whose connections go
