@@ -439,10 +439,7 @@ func (r *Relay) ack(ctx context.Context, ids []int64, fence string, fenceArgs ..
 // backoff and its error, or marks it dead after the last attempt; it reports
 // whether it died.
 func (r *Relay) nack(ctx context.Context, c claimed, cause error, fence string, fenceArgs ...any) (bool, error) {
-	msg := cause.Error()
-	if len(msg) > 2000 {
-		msg = msg[:2000]
-	}
+	msg := sqlstore.Text(cause.Error())
 	attempts := c.msg.Attempts
 	isDead := attempts >= r.cfg.maxAttempts
 	status := 0

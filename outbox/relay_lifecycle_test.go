@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -379,5 +380,24 @@ func TestDiscardFreesTheLane(t *testing.T) {
 		require.Equal(t, int64(1), n)
 		assert.Equal(t, 1, drain(t, relay), "the same relay goes on at once")
 		assert.Equal(t, []string{"p:2"}, pub.ids())
+	})
+}
+
+// The error of a failed publish is stored whatever its text holds: long,
+// cut inside a character, invalid UTF-8, NUL bytes.
+func TestFailureStoresAnyErrorText(t *testing.T) {
+	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, d outbox.Dialect) {
+		ctx := context.Background()
+		ugly := errors.New("x\xff\x00" + strings.Repeat("é", 1500))
+		pub := &memPublisher{fail: func(outbox.Message) error { return ugly }}
+		relay := outbox.NewRelay(db.DB, d, pub, outbox.WithMaxAttempts(1))
+		enqueue(t, db.DB, d, outbox.Message{ID: "u:1", Topic: "t"})
+		_, err := relay.Process(ctx)
+		require.NoError(t, err)
+		dead, err := outbox.ListDead(ctx, db.DB, d, 10)
+		require.NoError(t, err)
+		require.Len(t, dead, 1, "the failure was recorded")
+		assert.True(t, strings.HasPrefix(dead[0].LastError, "x\uFFFDéé"), "%.20q", dead[0].LastError)
+		assert.LessOrEqual(t, len(dead[0].LastError), 2000)
 	})
 }

@@ -328,7 +328,7 @@ func (c *Coordinator) MarkResolved(ctx context.Context, id, note string) (bool, 
 		return false, ErrNotDurable
 	}
 	res, err := j.db.ExecContext(ctx, j.d.q(`UPDATE {p}_instances SET status = ?, note = ?, updated_at = `+j.d.flavor.NowMicros()+`
-		WHERE id = ? AND status = ?`), int(Resolved), clip(note), id, int(Stuck))
+		WHERE id = ? AND status = ?`), int(Resolved), sqlstore.Text(note), id, int(Stuck))
 	if err != nil {
 		return false, fmt.Errorf("saga: resolve %s: %w", id, err)
 	}

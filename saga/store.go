@@ -10,7 +10,6 @@ import (
 	"math"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/resilience-go/resilience/internal/sqlstore"
 )
@@ -286,7 +285,7 @@ func (j *sqlJournal) commit(ctx context.Context, in *instance, writes []write) e
 	now := j.d.flavor.NowMicros()
 	cause := ""
 	if in.cause != nil {
-		cause = clip(in.cause.Error())
+		cause = sqlstore.Text(in.cause.Error())
 	}
 	// An instance that ends gives up its lease in the same transaction.
 	end := in.status == Succeeded || in.status == Compensated
@@ -338,7 +337,7 @@ func (j *sqlJournal) writeSteps(ctx context.Context, tx *sql.Tx, in *instance, w
 		b.WriteString("(?, ?, ?, ?, ?, ?, " + now + ")")
 		var errText any
 		if w.err != "" {
-			errText = clip(w.err)
+			errText = sqlstore.Text(w.err)
 		}
 		args = append(args, in.id, in.def.steps[w.step].name, int(w.phase), int(w.status), w.output, errText)
 	}
@@ -361,7 +360,7 @@ func (j *sqlJournal) setback(ctx context.Context, in *instance, writes []write, 
 	err := j.record(ctx, in, writes, func(tx *sql.Tx) error {
 		return fenced(tx.ExecContext(ctx, j.d.q(`UPDATE {p}_instances SET status = ?, resume_status = ?, attempts = ?,
 			next_attempt_at = `+next+`, last_error = ?, owner = NULL, lease_until = 0, updated_at = `+now+`
-			WHERE id = ? AND owner = ?`), append(args, clip(lastErr), in.id, in.token)...))
+			WHERE id = ? AND owner = ?`), append(args, sqlstore.Text(lastErr), in.id, in.token)...))
 	})
 	if err != nil {
 		return leaseErr(ctx, err)
@@ -388,21 +387,4 @@ func (j *sqlJournal) renew(ctx context.Context, in *instance) error {
 	res, err := j.db.ExecContext(ctx, j.d.q(`UPDATE {p}_instances SET lease_until = `+j.d.flavor.NowMicros()+` + ?
 		WHERE id = ? AND owner = ?`), j.c.cfg.lease.Microseconds(), in.id, in.token)
 	return fenced(res, err)
-}
-
-// maxText is how much of an error's text the store keeps.
-const maxText = 2000
-
-// clip makes s storable as text in every database: valid UTF-8, no NUL, at
-// most maxText bytes, cut between characters.
-func clip(s string) string {
-	s = strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "")
-	if len(s) <= maxText {
-		return s
-	}
-	n := maxText
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }

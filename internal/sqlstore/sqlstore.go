@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Flavor is a kind of SQL database.
@@ -226,4 +227,23 @@ func (f Flavor) InsertIgnore(table string, columns []string, values string) stri
 		return "INSERT OR IGNORE INTO " + table + " (" + cols + ") VALUES (" + values + ")"
 	}
 	return f.Rebind("INSERT INTO " + table + " (" + cols + ") VALUES (" + values + ") ON CONFLICT DO NOTHING")
+}
+
+// MaxText is how much of an error's text (or an operator's note) the stores
+// keep.
+const MaxText = 2000
+
+// Text makes s storable as text in every flavour: valid UTF-8 (PostgreSQL
+// refuses anything else), without NUL bytes (which PostgreSQL's text cannot
+// hold), at most MaxText bytes, cut between characters.
+func Text(s string) string {
+	s = strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "")
+	if len(s) <= MaxText {
+		return s
+	}
+	n := MaxText
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }

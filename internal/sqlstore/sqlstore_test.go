@@ -3,9 +3,11 @@ package sqlstore_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -113,4 +115,14 @@ func TestMigrateConcurrently(t *testing.T) {
 		err := sqlstore.Migrate(ctx, db.DB, fl, "test-lock", "bad name", nil)
 		assert.ErrorIs(t, err, sqlstore.ErrBadIdentifier)
 	})
+}
+
+func TestText(t *testing.T) {
+	assert.Equal(t, "plain", sqlstore.Text("plain"))
+	assert.Equal(t, "a\uFFFDbc", sqlstore.Text("a\xffb\x00c"), "valid UTF-8, no NUL")
+	long := sqlstore.Text(strings.Repeat("é", 1500)) // 3000 bytes
+	assert.Len(t, long, sqlstore.MaxText, "cut between characters")
+	assert.True(t, utf8.ValidString(long))
+	odd := sqlstore.Text("x" + strings.Repeat("é", 1500))
+	assert.Len(t, odd, sqlstore.MaxText-1, "a character that would straddle the limit is left out")
 }
