@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+
+	"github.com/resilience-go/resilience/retry"
 )
 
 // Phase is the part of a step a call runs.
@@ -248,7 +249,10 @@ type Coordinator struct {
 	defs    sync.Map // defKey -> *Definition
 	known   sync.Map // *Definition -> struct{}: registered
 	name    string   // in fencing tokens
-	stats   struct {
+	// The waits between attempts of a round, and between rounds: a random
+	// time between half and all of base·2^(n-1), at most max.
+	attemptWait, roundWait retry.Backoff
+	stats                  struct {
 		started, succeeded, compensated, commits atomic.Int64
 	}
 }
@@ -260,7 +264,9 @@ func New(opts ...Option) *Coordinator {
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
-	c := &Coordinator{cfg: cfg, j: memory{}, name: cfg.owner}
+	c := &Coordinator{cfg: cfg, j: memory{}, name: cfg.owner,
+		attemptWait: retry.EqualJitter(cfg.attemptBase, cfg.attemptMax),
+		roundWait:   retry.EqualJitter(cfg.roundBase, cfg.roundMax)}
 	if c.name == "" {
 		c.name = "coordinator"
 	}
@@ -761,7 +767,7 @@ func (c *Coordinator) settle(ctx context.Context, in *instance, phase Phase) err
 			if errors.Is(context.Cause(ctx), ErrLeaseLost) {
 				return ErrLeaseLost
 			}
-			if len(todo) == 0 || attempt >= c.cfg.attempts || !sleep(ctx, c.backoff(attempt, c.cfg.attemptBase, c.cfg.attemptMax)) {
+			if len(todo) == 0 || attempt >= c.cfg.attempts || !sleep(ctx, c.attemptWait.Delay(attempt, 0)) {
 				break
 			}
 		}
@@ -794,7 +800,7 @@ func (c *Coordinator) setback(ctx context.Context, in *instance, writes []write,
 		in.resume = in.status
 		in.status = Stuck
 	}
-	wait := c.backoff(in.attempts, c.cfg.roundBase, c.cfg.roundMax)
+	wait := c.roundWait.Delay(in.attempts, 0)
 	if err := c.j.setback(ctx, in, writes, wait, err.Error()); err != nil {
 		return err
 	}
@@ -805,17 +811,6 @@ func (c *Coordinator) setback(ctx context.Context, in *instance, writes []write,
 		c.emit(Event{Kind: StuckEvent, SagaID: in.id, Attempts: in.attempts, Err: err})
 	}
 	return nil
-}
-
-// backoff is a random wait between half and all of base·2^(n-1), at most
-// max.
-func (c *Coordinator) backoff(n int, base, max time.Duration) time.Duration {
-	ceiling := max
-	if shift := n - 1; shift >= 0 && shift < 62 && base <= max>>shift {
-		ceiling = base << shift
-	}
-	half := int64(ceiling) / 2
-	return time.Duration(half + rand.Int64N(int64(ceiling)-half+1))
 }
 
 func (c *Coordinator) emit(e Event) {
