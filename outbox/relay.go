@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/resilience-go/resilience/internal/sqlstore"
+	"github.com/resilience-go/resilience/internal/wait"
 )
 
 // Relay publishes the messages of an outbox, at least once. Make one with
@@ -152,7 +153,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		if err != nil {
 			r.emit(Event{Kind: Error, Err: err})
 			pause = min(max(2*pause, 50*time.Millisecond), 5*time.Second)
-			if !sleep(ctx, pause) {
+			if !wait.Sleep(ctx, pause) {
 				return nil
 			}
 			continue
@@ -204,7 +205,7 @@ func (r *Relay) startWaker(ctx context.Context) (<-chan struct{}, func()) {
 					return
 				}
 				r.emit(Event{Kind: Error, Err: fmt.Errorf("outbox: waker: %w", err)})
-				if !sleep(ctx, time.Second) {
+				if !wait.Sleep(ctx, time.Second) {
 					return
 				}
 				continue
@@ -485,17 +486,4 @@ func (r *Relay) Sweep(ctx context.Context) (int64, error) {
 		return 0, err
 	}
 	return res.RowsAffected()
-}
-
-// sleep waits d or until ctx is done, and reports whether the wait ran its
-// course.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

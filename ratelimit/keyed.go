@@ -11,6 +11,7 @@ import (
 
 	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/internal/stripe"
+	"github.com/resilience-go/resilience/internal/wait"
 )
 
 // Keyed limits each key (a tenant, a client address, a route) to its own
@@ -180,7 +181,7 @@ func (k *Keyed) DoKey(ctx context.Context, key string, op resilience.Op) error {
 		k.rejected.Add(1)
 		return &b.err
 	}
-	if !sleep(ctx, r.Delay()) {
+	if !wait.Sleep(ctx, r.Delay()) {
 		r.Cancel()
 		return ctx.Err()
 	}

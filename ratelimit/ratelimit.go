@@ -10,6 +10,7 @@ import (
 
 	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/internal/stripe"
+	"github.com/resilience-go/resilience/internal/wait"
 )
 
 // ErrLimited is matched by every refusal of a limiter: errors.Is(err,
@@ -176,7 +177,7 @@ func (l *Limiter) Do(ctx context.Context, op resilience.Op) error {
 		l.rejected.Add(1)
 		return l.err
 	}
-	if !sleep(ctx, r.Delay()) {
+	if !wait.Sleep(ctx, r.Delay()) {
 		r.Cancel()
 		return ctx.Err()
 	}
@@ -257,21 +258,5 @@ func (r Reservation) Cancel() {
 		r.g.cancel(int64(time.Since(r.start)), r.next)
 	case r.x != nil:
 		r.x.Cancel()
-	}
-}
-
-// sleep waits d, or until ctx is done, and reports whether the wait ran its
-// course.
-func sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return true
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }

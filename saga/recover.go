@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/resilience-go/resilience/internal/sqlstore"
+	"github.com/resilience-go/resilience/internal/wait"
 )
 
 // ErrNotDurable is returned by the recovery and operator methods of a
@@ -89,7 +90,7 @@ func (c *Coordinator) RunRecovery(ctx context.Context, interval time.Duration) e
 				break
 			}
 		}
-		if !sleep(ctx, interval) {
+		if !wait.Sleep(ctx, interval) {
 			return nil
 		}
 	}

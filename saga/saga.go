@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/resilience-go/resilience/internal/wait"
 	"github.com/resilience-go/resilience/retry"
 )
 
@@ -767,7 +768,7 @@ func (c *Coordinator) settle(ctx context.Context, in *instance, phase Phase) err
 			if errors.Is(context.Cause(ctx), ErrLeaseLost) {
 				return ErrLeaseLost
 			}
-			if len(todo) == 0 || attempt >= c.cfg.attempts || !sleep(ctx, c.attemptWait.Delay(attempt, 0)) {
+			if len(todo) == 0 || attempt >= c.cfg.attempts || !wait.Sleep(ctx, c.attemptWait.Delay(attempt, 0)) {
 				break
 			}
 		}
@@ -816,18 +817,5 @@ func (c *Coordinator) setback(ctx context.Context, in *instance, writes []write,
 func (c *Coordinator) emit(e Event) {
 	if c.cfg.onEvent != nil {
 		c.cfg.onEvent(e)
-	}
-}
-
-// sleep waits d or until ctx is done, and reports whether the wait ran its
-// course.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
