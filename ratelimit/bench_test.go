@@ -3,7 +3,9 @@ package ratelimit_test
 import (
 	"context"
 	"strconv"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/time/rate"
 
@@ -76,6 +78,56 @@ func BenchmarkXTimeRateAllow(b *testing.B) {
 		l.Allow()
 	}
 }
+
+// BenchmarkXTimeRateAllowParallel is BenchmarkXTimeRateAllow from every P
+// at once.
+func BenchmarkXTimeRateAllowParallel(b *testing.B) {
+	l := rate.NewLimiter(1e9, 1e9)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			l.Allow()
+		}
+	})
+}
+
+// BenchmarkClock reads the monotonic clock as Allow does, once a call: the
+// floor of Allow on this machine, since a token bucket that is exact has
+// to know the time of every call that finds it full.
+func BenchmarkClock(b *testing.B) {
+	start := time.Now()
+	var sum time.Duration
+	for b.Loop() {
+		sum += time.Since(start)
+	}
+	sink = sum
+}
+
+// BenchmarkClockAndSwapParallel reads the clock and swaps one word that
+// every P writes, from every P at once: the floor of AllowParallel for a
+// bucket in one word, set by how fast the word's cache line moves between
+// processors.
+func BenchmarkClockAndSwapParallel(b *testing.B) {
+	var word struct {
+		_ [64]byte
+		n atomic.Int64
+		_ [64]byte
+	}
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			t := int64(time.Since(start))
+			for {
+				n := word.n.Load()
+				if word.n.CompareAndSwap(n, max(n, t)+1) {
+					break
+				}
+			}
+		}
+	})
+}
+
+var sink time.Duration
 
 // BenchmarkAllowKey takes tokens of one of 1000 keys, each of a bucket deep
 // enough never to refuse nor refill during the benchmark: keys in use, kept

@@ -31,9 +31,7 @@ func (g *gcra) init(interval time.Duration, burst int) {
 // one that becomes available within maxWait, and returns how long from now
 // until it is available, and the tat it set, by which [gcra.cancel] knows
 // the token. When no token is available within maxWait it takes nothing
-// and returns the wait with ok false. The clock is read again when another
-// goroutine got in first, so that a successful take never uses a stale
-// time.
+// and returns the wait with ok false.
 func (g *gcra) take(start time.Time, maxWait int64) (wait, next int64, ok bool) {
 	t := int64(time.Since(start))
 	tat := g.tat.Load()
@@ -44,7 +42,7 @@ func (g *gcra) take(start time.Time, maxWait int64) (wait, next int64, ok bool) 
 	if wait > maxWait {
 		return wait, 0, false
 	}
-	return g.retake(start, maxWait)
+	return g.retake(start, t, maxWait)
 }
 
 // takeNow is take with no wait allowed, for the hot path of Allow: it
@@ -59,18 +57,27 @@ func (g *gcra) takeNow(start time.Time) bool {
 	if g.tat.CompareAndSwap(tat, next) {
 		return true
 	}
-	_, _, ok := g.retake(start, 0)
+	_, _, ok := g.retake(start, t, 0)
 	return ok
 }
 
 // retake is take's loop, for when another goroutine changed the bucket
-// between a read and a swap.
-func (g *gcra) retake(start time.Time, maxWait int64) (wait, next int64, ok bool) {
+// between a read of it, after the clock read t, and a swap. A token may
+// still be taken at t: a change made at a later reading of the clock sets
+// tat past that reading, so max(tat, t) is what it would be at that
+// reading, a time within this call, and a change made at an earlier
+// reading comes first in time as well. A refusal is decided on a fresh
+// reading of the clock, so that the time lost to the race never counts
+// against the caller.
+func (g *gcra) retake(start time.Time, t, maxWait int64) (wait, next int64, ok bool) {
 	for {
-		t := int64(time.Since(start))
 		tat := g.tat.Load()
 		next = max(tat, t) + g.interval
 		if wait = next - t - g.limit; wait > maxWait {
+			if now := int64(time.Since(start)); now > t {
+				t = now
+				continue
+			}
 			return wait, 0, false
 		}
 		if g.tat.CompareAndSwap(tat, next) {

@@ -76,14 +76,22 @@ func (e *LimitedError) RetryAfter() time.Duration {
 // rate algorithm): taking a token is a clock read and a compare-and-swap, with
 // no lock.
 type Limiter struct {
-	g        gcra
 	start    time.Time // the origin of g's clock
 	mode     mode
 	x        *rate.Limiter
 	maxWait  time.Duration
 	err      *LimitedError
 	rejected stripe.Counter
+
+	// g is written by every call, and has cache lines of its own, so that
+	// the fields above stay in the cache of every processor that reads them.
+	_ [cacheLine]byte
+	g gcra
+	_ [cacheLine]byte
 }
+
+// cacheLine is the size of a cache line, or more.
+const cacheLine = 64
 
 var _ resilience.Policy = (*Limiter)(nil)
 
