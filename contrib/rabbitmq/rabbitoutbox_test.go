@@ -220,7 +220,7 @@ func TestNilOnlyForConfirmedMessages(t *testing.T) {
 	for i, err := range errs {
 		assert.ErrorIs(t, err, context.DeadlineExceeded, "message %d", i)
 	}
-	px.Resume()
+	px.Restore()
 
 	assert.Nil(t, publish(t, p, messages(top.name, "after", 3)), "the next Publish works, on a new channel")
 	got := ids(drainQueue(t, ch, top.name))
@@ -469,7 +469,7 @@ func TestConnectionLostMidPublishFailsAllAndReconnects(t *testing.T) {
 	result := make(chan []error)
 	go func() { result <- p.Publish(context.Background(), msgs) }()
 	waitDepth(t, ch, top.name, len(msgs))
-	px.Down()
+	px.Cut()
 	errs := <-result
 	require.Len(t, errs, len(msgs))
 	for i, err := range errs {
@@ -480,7 +480,7 @@ func TestConnectionLostMidPublishFailsAllAndReconnects(t *testing.T) {
 	require.Len(t, errs, len(msgs), "the broker is still away")
 	assert.ErrorContains(t, errs[0], "rabbitoutbox: dial")
 
-	px.Up()
+	px.Restore()
 	assert.Nil(t, publish(t, p, msgs), "connected again")
 	got := ids(drainQueue(t, ch, top.name))
 	assert.Equal(t, append(msgIDs(msgs), msgIDs(msgs)...), got,
@@ -563,7 +563,7 @@ func TestCloseFailsPublishInProgress(t *testing.T) {
 				assert.ErrorIs(t, err, rabbitoutbox.ErrUnconfirmed, "message %d", i)
 				assert.ErrorIs(t, err, rabbitoutbox.ErrClosed, "message %d", i)
 			}
-			px.Resume() // the broker's answer to Close
+			px.Restore() // the broker's answer to Close
 			assert.NoError(t, <-closed)
 			assert.Equal(t, []error{rabbitoutbox.ErrClosed}, p.Publish(context.Background(), msgs[:1]))
 		})
@@ -585,7 +585,7 @@ func TestCloseIsBounded(t *testing.T) {
 			rabbitoutbox.SetCloseTimeout(p, 100*time.Millisecond)
 			assert.ErrorIs(t, p.Close(), os.ErrDeadlineExceeded)
 			assert.NoError(t, p.Close(), "a second Close")
-			px.Down()
+			px.Cut()
 			assertNoLeftovers(t, ownCode)
 		})
 	}
@@ -655,13 +655,13 @@ func TestCloseEndsEverything(t *testing.T) {
 	px.Pause()
 	assert.Len(t, short(messages(top.name, "b", 3)), 3, "gives up on its confirms")
 	assert.Len(t, short(messages(top.name, "c", 3)), 3, "gives up opening a channel")
-	px.Resume()
+	px.Restore()
 	require.Nil(t, publish(t, p, messages(top.name, "d", 1)), "on a new channel")
 	px.Pause()
 	checked := messages(top.name, "e", 1)
 	checked[0].Key = top.name
 	assert.Len(t, short(checked), 1, "gives up checking the exchange")
-	px.Resume()
+	px.Restore()
 
 	require.NoError(t, p.Close())
 	assert.Equal(t, []error{rabbitoutbox.ErrClosed}, p.Publish(context.Background(), checked))
@@ -700,7 +700,7 @@ func TestDialHandshakeEnds(t *testing.T) {
 func TestDialFails(t *testing.T) {
 	url, _ := broker(t)
 	px, proxied := newProxy(t, url)
-	px.Down()
+	px.Cut()
 	_, err := rabbitoutbox.Dial(context.Background(), proxied)
 	assert.ErrorContains(t, err, "rabbitoutbox: dial")
 
@@ -798,7 +798,7 @@ func TestRelayKeepsMessagesWhileBrokerIsDown(t *testing.T) {
 		msgs[i].ID = ""
 	}
 	enqueue(t, db.DB, outbox.SQLite, msgs...)
-	px.Down()
+	px.Cut()
 	n, err := relay.Process(context.Background())
 	require.NoError(t, err, "a broker outage is the messages' failure, not the relay's")
 	assert.Zero(t, n)
@@ -808,7 +808,7 @@ func TestRelayKeepsMessagesWhileBrokerIsDown(t *testing.T) {
 	assert.Equal(t, int64(40), b.Pending, "nothing lost")
 	assert.Zero(t, depth(t, ch, top.name))
 
-	px.Up()
+	px.Restore()
 	published := 0 // once the microsecond backoff has passed
 	for deadline := time.Now().Add(waitFor); published < 40 && time.Now().Before(deadline); {
 		published += process(t, relay)

@@ -13,8 +13,9 @@ import (
 
 // Proxy is a TCP proxy to a server, for tests of a connection that fails:
 // Cut closes every connection through it and refuses new ones, Hold lets
-// requests through and drops the answers, Delay holds each answer back for a
-// while, and Restore lets everything through again.
+// requests through and drops the answers, Pause keeps the answers until
+// Restore, Delay holds each answer back for a while, and Restore lets
+// everything through again.
 type Proxy struct {
 	ln     net.Listener
 	target string
@@ -23,6 +24,7 @@ type Proxy struct {
 	mu      sync.Mutex
 	cut     bool          // connections closed, new ones refused
 	hold    bool          // requests reach the server, answers are dropped
+	resume  chan struct{} // answers wait until it is closed: open while paused
 	latency time.Duration // answers wait this long on the way back
 	conns   map[net.Conn]bool
 	wg      sync.WaitGroup
@@ -36,7 +38,7 @@ func NewProxy(t testing.TB, target string) *Proxy {
 	if err != nil {
 		t.Fatalf("servicetest: proxy: %v", err)
 	}
-	p := &Proxy{ln: ln, target: target, stop: make(chan struct{}), conns: map[net.Conn]bool{}}
+	p := &Proxy{ln: ln, target: target, stop: make(chan struct{}), resume: closed, conns: map[net.Conn]bool{}}
 	p.wg.Go(p.accept)
 	t.Cleanup(func() {
 		ln.Close()
@@ -55,10 +57,10 @@ func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 func (p *Proxy) Cut() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.cut, p.hold, p.latency = true, false, 0
 	for c := range p.conns {
 		c.Close()
 	}
+	p.set(true, false, 0) // after the close, so that nothing paused gets out
 }
 
 // Hold lets connections and requests through to the server, and no answer
@@ -66,22 +68,50 @@ func (p *Proxy) Cut() {
 func (p *Proxy) Hold() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.cut, p.hold, p.latency = false, true, 0
+	p.set(false, true, 0)
+}
+
+// Pause lets connections and requests through to the server, and keeps its
+// answers until Restore, which delivers them in order, or Cut, which drops
+// them with the connections.
+func (p *Proxy) Pause() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut, p.hold, p.latency = false, false, 0
+	if p.resume == closed {
+		p.resume = make(chan struct{})
+	}
 }
 
 // Delay makes every answer wait d on its way back.
 func (p *Proxy) Delay(d time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.cut, p.hold, p.latency = false, false, d
+	p.set(false, false, d)
 }
 
 // Restore lets everything through again, at once.
 func (p *Proxy) Restore() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.cut, p.hold, p.latency = false, false, 0
+	p.set(false, false, 0)
 }
+
+// set puts the proxy in one mode, and ends a pause.
+func (p *Proxy) set(cut, hold bool, latency time.Duration) {
+	p.cut, p.hold, p.latency = cut, hold, latency
+	if p.resume != closed {
+		close(p.resume)
+		p.resume = closed
+	}
+}
+
+// closed is the resume channel of a proxy that is not paused.
+var closed = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
 
 func (p *Proxy) accept() {
 	for {
@@ -124,10 +154,15 @@ func (p *Proxy) answer(client, server net.Conn) {
 			return
 		}
 		p.mu.Lock()
-		hold, latency := p.hold, p.latency
+		hold, resume, latency := p.hold, p.resume, p.latency
 		p.mu.Unlock()
 		if hold {
 			continue
+		}
+		select {
+		case <-p.stop:
+			return
+		case <-resume:
 		}
 		if latency > 0 {
 			t := time.NewTimer(latency)

@@ -3,10 +3,12 @@ package servicetest_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
 	"os/exec"
+	"sync"
 	"testing"
 	"time"
 
@@ -154,4 +156,75 @@ func TestLookupSkipsOrFails(t *testing.T) {
 	assert.Contains(t, out, "--- FAIL: TestLookupChild")
 	assert.Contains(t, out, "RESILIENCE_TEST_UNSET_VARIABLE is not set")
 	assert.NotContains(t, out, "Lookup returned")
+}
+
+// echo starts a server on loopback that sends back what it reads, and
+// reports on the returned channel each time it has sent something back.
+func echo(t *testing.T) (addr string, sent <-chan struct{}) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ch := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				buf := make([]byte, 1024)
+				for {
+					n, err := c.Read(buf)
+					if err != nil {
+						return
+					}
+					if _, err := c.Write(buf[:n]); err != nil {
+						return
+					}
+					ch <- struct{}{}
+				}
+			})
+		}
+	})
+	return ln.Addr().String(), ch
+}
+
+func TestProxyPauseKeepsAnswersUntilRestore(t *testing.T) {
+	addr, sent := echo(t)
+	p := servicetest.NewProxy(t, addr)
+	conn, err := net.Dial("tcp", p.Addr())
+	require.NoError(t, err)
+	defer conn.Close()
+
+	p.Pause()
+	p.Pause() // a second pause keeps what the first one holds
+	_, err = conn.Write([]byte("ping"))
+	require.NoError(t, err)
+	<-sent
+	p.Restore()
+	got := make([]byte, 4)
+	_, err = io.ReadFull(conn, got)
+	require.NoError(t, err)
+	assert.Equal(t, "ping", string(got), "the answer kept during the pause")
+}
+
+func TestProxyCutDropsWhatPauseKept(t *testing.T) {
+	addr, sent := echo(t)
+	p := servicetest.NewProxy(t, addr)
+	conn, err := net.Dial("tcp", p.Addr())
+	require.NoError(t, err)
+	defer conn.Close()
+
+	p.Pause()
+	_, err = conn.Write([]byte("ping"))
+	require.NoError(t, err)
+	<-sent
+	p.Cut()
+	got, _ := io.ReadAll(conn) // ends when the proxy closes the connection
+	assert.Empty(t, got, "nothing kept during the pause gets out after the cut")
 }
