@@ -62,7 +62,7 @@ func (r *Relay) leaseLanes(ctx context.Context) ([]int, error) {
 		mine = mine[:len(mine)-extra]
 	}
 	if want := share - len(mine); want > 0 {
-		free, err := queryIDs(ctx, r.db, d.q(`SELECT lane FROM {t}_lanes WHERE owner IS NULL OR lease_until < `+now+` ORDER BY lane LIMIT ?`), want)
+		free, err := sqlstore.Column[int](ctx, r.db, d.q(`SELECT lane FROM {t}_lanes WHERE owner IS NULL OR lease_until < `+now+` ORDER BY lane LIMIT ?`), want)
 		if err != nil {
 			return nil, err
 		}
@@ -73,7 +73,7 @@ func (r *Relay) leaseLanes(ctx context.Context) ([]int, error) {
 				return nil, err
 			}
 			if n, _ := res.RowsAffected(); n == 1 {
-				mine = append(mine, ownedLane{lane: int(l.(int64))})
+				mine = append(mine, ownedLane{lane: l})
 			}
 		}
 	}

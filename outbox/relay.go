@@ -345,11 +345,15 @@ func (r *Relay) claim(ctx context.Context, token string, keylessOnly bool) ([]cl
 		return nil, err
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
-	ids, err := queryIDs(ctx, tx, d.q(`SELECT id FROM {t} WHERE `+where+` ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED`), r.cfg.batch)
-	if err != nil || len(ids) == 0 {
+	locked, err := sqlstore.Column[int64](ctx, tx, d.q(`SELECT id FROM {t} WHERE `+where+` ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED`), r.cfg.batch)
+	if err != nil || len(locked) == 0 {
 		return nil, err
 	}
-	args := append([]any{token, lease}, ids...)
+	args := []any{token, lease}
+	for _, id := range locked {
+		args = append(args, id)
+	}
+	ids := args[2:]
 	if _, err := tx.ExecContext(ctx, d.q(`UPDATE {t} SET locked_by = ?, locked_until = `+now+` + ?, attempts = attempts + 1
 		WHERE id IN (`+sqlstore.Marks(len(ids))+`)`), args...); err != nil {
 		return nil, err
@@ -363,27 +367,6 @@ func (r *Relay) claim(ctx context.Context, token string, keylessOnly bool) ([]cl
 		return nil, err
 	}
 	return batch, tx.Commit()
-}
-
-type querier interface {
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-}
-
-func queryIDs(ctx context.Context, q querier, query string, args ...any) ([]any, error) {
-	rows, err := q.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var ids []any
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
 }
 
 func scanClaimed(rows *sql.Rows) ([]claimed, error) {

@@ -104,11 +104,11 @@ func (j *sqlJournal) claim(ctx context.Context, token string, batch int) ([]stri
 	where := `next_attempt_at <= ` + now + ` AND status IN (1, 2, 3) AND (owner IS NULL OR lease_until < ` + now + `)`
 	switch d.flavor {
 	case sqlstore.Postgres:
-		return queryStrings(ctx, j.db, d.q(`UPDATE {p}_instances SET owner = ?, lease_until = `+now+` + ?
+		return sqlstore.Column[string](ctx, j.db, d.q(`UPDATE {p}_instances SET owner = ?, lease_until = `+now+` + ?
 			WHERE id IN (SELECT id FROM {p}_instances WHERE `+where+` ORDER BY next_attempt_at LIMIT ? FOR UPDATE SKIP LOCKED)
 			RETURNING id`), token, lease, batch)
 	case sqlstore.SQLite:
-		return queryStrings(ctx, j.db, d.q(`UPDATE {p}_instances SET owner = ?, lease_until = `+now+` + ?
+		return sqlstore.Column[string](ctx, j.db, d.q(`UPDATE {p}_instances SET owner = ?, lease_until = `+now+` + ?
 			WHERE id IN (SELECT id FROM {p}_instances WHERE `+where+` ORDER BY next_attempt_at LIMIT ?) RETURNING id`),
 			token, lease, batch)
 	}
@@ -117,7 +117,7 @@ func (j *sqlJournal) claim(ctx context.Context, token string, batch int) ([]stri
 		return nil, err
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
-	ids, err := queryStrings(ctx, tx, d.q(`SELECT id FROM {p}_instances FORCE INDEX ({n}_instances_due) WHERE `+where+`
+	ids, err := sqlstore.Column[string](ctx, tx, d.q(`SELECT id FROM {p}_instances FORCE INDEX ({n}_instances_due) WHERE `+where+`
 		ORDER BY next_attempt_at LIMIT ? FOR UPDATE SKIP LOCKED`), batch)
 	if err != nil || len(ids) == 0 {
 		return nil, err
@@ -146,27 +146,6 @@ func (j *sqlJournal) releaseClaim(ctx context.Context, token string, ids []strin
 	if err != nil {
 		j.c.emit(Event{Kind: StoreError, Err: err})
 	}
-}
-
-type querier interface {
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-}
-
-func queryStrings(ctx context.Context, q querier, query string, args ...any) ([]string, error) {
-	rows, err := q.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			return nil, err
-		}
-		out = append(out, s)
-	}
-	return out, rows.Err()
 }
 
 // load rebuilds, from the log, an instance claimed as claim. It first takes

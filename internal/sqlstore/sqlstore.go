@@ -1,6 +1,7 @@
 // Package sqlstore holds what the outbox and saga packages share about SQL
 // databases: the three flavours they run on, placeholders, the database's
-// clock, identifier checks, and versioned migrations applied under a lock.
+// clock, identifier checks, reading a column, storable error text, and
+// versioned migrations applied under a lock.
 package sqlstore
 
 import (
@@ -10,6 +11,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -128,24 +130,12 @@ func Migrate(ctx context.Context, db *sql.DB, f Flavor, lockName, versionTable s
 	if _, err := conn.ExecContext(ctx, create); err != nil {
 		return fmt.Errorf("create %s: %w", versionTable, err)
 	}
-	applied := map[int]bool{}
-	rows, err := conn.QueryContext(ctx, "SELECT version FROM "+versionTable)
+	applied, err := Column[int](ctx, conn, "SELECT version FROM "+versionTable)
 	if err != nil {
 		return err
 	}
-	for rows.Next() {
-		var v int
-		if err := rows.Scan(&v); err != nil {
-			rows.Close()
-			return err
-		}
-		applied[v] = true
-	}
-	if err := rows.Close(); err != nil {
-		return err
-	}
 	for _, m := range migrations {
-		if applied[m.Version] {
+		if slices.Contains(applied, m.Version) {
 			continue
 		}
 		if err := apply(ctx, conn, f, versionTable, m); err != nil {
@@ -206,6 +196,29 @@ func lock(ctx context.Context, conn *sql.Conn, f Flavor, name string) (unlock fu
 		return func() { conn.ExecContext(context.WithoutCancel(ctx), "SELECT RELEASE_LOCK(?)", name) }, nil //nolint:errcheck // the session ends the lock anyway
 	}
 	return func() {}, nil
+}
+
+// Querier is what Column queries through: a *sql.DB, *sql.Tx or *sql.Conn.
+type Querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// Column runs query and returns the one column of every row it yields.
+func Column[T any](ctx context.Context, q Querier, query string, args ...any) ([]T, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		var v T
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
 }
 
 // Hash32 is the FNV-1a hash of s.

@@ -126,3 +126,28 @@ func TestText(t *testing.T) {
 	odd := sqlstore.Text("x" + strings.Repeat("é", 1500))
 	assert.Len(t, odd, sqlstore.MaxText-1, "a character that would straddle the limit is left out")
 }
+
+func TestColumn(t *testing.T) {
+	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, fl sqlstore.Flavor) {
+		ctx := context.Background()
+		_, err := db.ExecContext(ctx, "CREATE TABLE cols (id INTEGER PRIMARY KEY, name VARCHAR(16) NOT NULL)")
+		require.NoError(t, err)
+		_, err = db.ExecContext(ctx, "INSERT INTO cols (id, name) VALUES (3, 'c'), (1, 'a'), (2, 'b')")
+		require.NoError(t, err)
+
+		ids, err := sqlstore.Column[int64](ctx, db.DB, fl.Rebind("SELECT id FROM cols WHERE id >= ? ORDER BY id"), 2)
+		require.NoError(t, err)
+		assert.Equal(t, []int64{2, 3}, ids)
+		names, err := sqlstore.Column[string](ctx, db.DB, "SELECT name FROM cols ORDER BY id")
+		require.NoError(t, err)
+		assert.Equal(t, []string{"a", "b", "c"}, names)
+		none, err := sqlstore.Column[int](ctx, db.DB, "SELECT id FROM cols WHERE id > 10")
+		require.NoError(t, err)
+		assert.Empty(t, none)
+
+		_, err = sqlstore.Column[int](ctx, db.DB, "SELECT name FROM cols")
+		assert.Error(t, err, "a name does not scan into an int")
+		_, err = sqlstore.Column[int](ctx, db.DB, "SELECT id FROM no_such_table")
+		assert.Error(t, err)
+	})
+}
