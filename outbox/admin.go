@@ -55,7 +55,7 @@ func Retry(ctx context.Context, db *sql.DB, d Dialect, ids ...string) (int64, er
 	if len(ids) == 0 {
 		return 0, nil
 	}
-	args := anys(ids)
+	args := sqlstore.Args(ids)
 	in := "message_id IN (" + sqlstore.Marks(len(ids)) + ")"
 	if _, err := db.ExecContext(ctx, d.q(`UPDATE {t}_lanes SET blocked_until = 0 WHERE lane IN
 		(SELECT lane FROM {t} WHERE status = 2 AND lane IS NOT NULL AND `+in+`)`), args...); err != nil {
@@ -76,7 +76,7 @@ func Discard(ctx context.Context, db *sql.DB, d Dialect, ids ...string) (int64, 
 	if len(ids) == 0 {
 		return 0, nil
 	}
-	args := anys(ids)
+	args := sqlstore.Args(ids)
 	in := "message_id IN (" + sqlstore.Marks(len(ids)) + ")"
 	// The lanes of the messages discarded wait no more for their backoff.
 	if _, err := db.ExecContext(ctx, d.q(`UPDATE {t}_lanes SET blocked_until = 0 WHERE lane IN
@@ -119,12 +119,4 @@ func ReadBacklog(ctx context.Context, db *sql.DB, d Dialect) (Backlog, error) {
 		b.OldestPending = time.Duration(max(now-oldest.Int64, 0)) * time.Microsecond
 	}
 	return b, nil
-}
-
-func anys[T any](s []T) []any {
-	out := make([]any, len(s))
-	for i, v := range s {
-		out[i] = v
-	}
-	return out
 }

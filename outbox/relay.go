@@ -349,11 +349,8 @@ func (r *Relay) claim(ctx context.Context, token string, keylessOnly bool) ([]cl
 	if err != nil || len(locked) == 0 {
 		return nil, err
 	}
-	args := []any{token, lease}
-	for _, id := range locked {
-		args = append(args, id)
-	}
-	ids := args[2:]
+	ids := sqlstore.Args(locked)
+	args := append([]any{token, lease}, ids...)
 	if _, err := tx.ExecContext(ctx, d.q(`UPDATE {t} SET locked_by = ?, locked_until = `+now+` + ?, attempts = attempts + 1
 		WHERE id IN (`+sqlstore.Marks(len(ids))+`)`), args...); err != nil {
 		return nil, err
@@ -400,11 +397,7 @@ func (r *Relay) ack(ctx context.Context, ids []int64, fence string, fenceArgs ..
 	if len(ids) == 0 {
 		return 0, nil
 	}
-	args := make([]any, 0, len(ids)+len(fenceArgs))
-	for _, id := range ids {
-		args = append(args, id)
-	}
-	args = append(args, fenceArgs...)
+	args := append(sqlstore.Args(ids), fenceArgs...)
 	in := "id IN (" + sqlstore.Marks(len(ids)) + ") AND " + fence
 	query := "DELETE FROM {t} WHERE " + in
 	if r.cfg.retention > 0 {

@@ -122,10 +122,7 @@ func (j *sqlJournal) claim(ctx context.Context, token string, batch int) ([]stri
 	if err != nil || len(ids) == 0 {
 		return nil, err
 	}
-	args := []any{token, lease}
-	for _, id := range ids {
-		args = append(args, id)
-	}
+	args := append([]any{token, lease}, sqlstore.Args(ids)...)
 	if _, err := tx.ExecContext(ctx, d.q(`UPDATE {p}_instances SET owner = ?, lease_until = `+now+` + ? WHERE id IN (`+
 		sqlstore.Marks(len(ids))+`)`), args...); err != nil {
 		return nil, err
@@ -137,10 +134,7 @@ func (j *sqlJournal) claim(ctx context.Context, token string, batch int) ([]stri
 func (j *sqlJournal) releaseClaim(ctx context.Context, token string, ids []string) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	args := []any{token}
-	for _, id := range ids {
-		args = append(args, id)
-	}
+	args := append([]any{token}, sqlstore.Args(ids)...)
 	_, err := j.db.ExecContext(ctx, j.d.q(`UPDATE {p}_instances SET owner = NULL, lease_until = 0 WHERE owner = ? AND id IN (`+
 		sqlstore.Marks(len(ids))+`)`), args...)
 	if err != nil {

@@ -221,6 +221,15 @@ func Column[T any](ctx context.Context, q Querier, query string, args ...any) ([
 	return out, rows.Err()
 }
 
+// Args returns the elements of s as query arguments, to pass as args...
+func Args[T any](s []T) []any {
+	out := make([]any, len(s))
+	for i, v := range s {
+		out[i] = v
+	}
+	return out
+}
+
 // Hash32 is the FNV-1a hash of s.
 func Hash32(s string) uint32 {
 	h := fnv.New32a()

@@ -151,3 +151,9 @@ func TestColumn(t *testing.T) {
 		assert.Error(t, err)
 	})
 }
+
+func TestArgs(t *testing.T) {
+	assert.Equal(t, []any{int64(1), int64(2)}, sqlstore.Args([]int64{1, 2}))
+	assert.Equal(t, []any{"a"}, sqlstore.Args([]string{"a"}))
+	assert.Empty(t, sqlstore.Args[string](nil))
+}
