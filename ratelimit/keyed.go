@@ -24,8 +24,9 @@ import (
 // and is dropped on the next sweep, and [WithMaxKeys] caps the keys kept at
 // once. A sweep runs when that cap is passed, or when more keys were added
 // since the last sweep than it kept, so that the keys kept at most double
-// between sweeps and a sweep's cost is spread over the keys added. A key dropped at the very moment it is used again may
-// admit one call more than its bucket would have.
+// between sweeps and a sweep's cost is spread over the keys added. A key
+// dropped at the very moment it is used again may admit one call more than
+// its bucket would have.
 type Keyed struct {
 	interval time.Duration
 	burst    int

@@ -32,8 +32,8 @@ func WithMaxWait(d time.Duration) Option {
 // WithMaxKeys bounds the number of keys a [Keyed] limiter keeps. When a new
 // key would pass it, keys whose bucket is full (idle long enough to forget)
 // are dropped first, and then, if it must, keys still in use, down to three
-// quarters of n; those start again with a full bucket. Default: 100000. n must be at least 1. Limiters
-// made by New and FromLimiter ignore it.
+// quarters of n; those start again with a full bucket. Default: 100000. n
+// must be at least 1. Limiters made by New and FromLimiter ignore it.
 func WithMaxKeys(n int) Option {
 	if n < 1 {
 		panic(fmt.Sprintf("ratelimit: WithMaxKeys(%d): want n >= 1", n))

@@ -25,8 +25,8 @@ type config struct {
 // WithMaxWait lets Do wait up to d for a token, when Redis predicts one
 // within d and before ctx's deadline; otherwise Do refuses at once. The
 // token is reserved when Redis answers, and given back if ctx is done
-// during the wait and no token was taken after it. Default: 0, refuse at once when no token is available.
-// d must not be negative.
+// during the wait and no token was taken after it. Default: 0, refuse at
+// once when no token is available. d must not be negative.
 func WithMaxWait(d time.Duration) Option {
 	if d < 0 {
 		panic(fmt.Sprintf("redislimit: WithMaxWait(%v): want d >= 0", d))
