@@ -9,6 +9,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/internal/wait"
 )
 
 // Retrier calls an op again when it fails, with waits between attempts,
@@ -190,7 +191,7 @@ func (r *Retrier) Do(ctx context.Context, op resilience.Op) error {
 		if r.cfg.onRetry != nil {
 			r.cfg.onRetry(Event{Attempt: attempt, Err: err, Delay: delay})
 		}
-		if !wait(ctx, delay) {
+		if !wait.Sleep(ctx, delay) || ctx.Err() != nil {
 			if r.cfg.budget != nil {
 				r.cfg.budget.refund() // the retry did not happen
 			}
@@ -221,20 +222,6 @@ func permanent(err error) bool {
 		}
 	}
 	return false
-}
-
-// wait waits d, or until ctx is done, and reports whether the wait ran its
-// course with ctx still live.
-func wait(ctx context.Context, d time.Duration) bool {
-	if d > 0 {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-ctx.Done():
-		case <-t.C:
-		}
-	}
-	return ctx.Err() == nil
 }
 
 // ctxErr returns what ended ctx: its error and, when it differs, its cause.

@@ -12,19 +12,16 @@ import (
 
 	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/internal/policytest"
+	"github.com/resilience-go/resilience/internal/wait"
 	"github.com/resilience-go/resilience/timeout"
 )
 
 // sleep waits d or until ctx is done, like a call that honours its ctx.
 func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
+	if !wait.Sleep(ctx, d) {
 		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
+	return nil
 }
 
 func TestContract(t *testing.T) {

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/internal/wait"
 )
 
 // Goroutines and calls in the concurrent check.
@@ -105,14 +106,10 @@ func (pr *probe) op(ctx context.Context) error {
 
 // sleep waits for d of (virtual) time or until ctx is done.
 func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
+	if !wait.Sleep(ctx, d) {
 		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
+	return nil
 }
 
 // testError is an error no policy can make up.
