@@ -185,7 +185,6 @@ type Breaker struct {
 	start      time.Time // the origin of the breaker's monotonic clock
 	cur        atomic.Pointer[epoch]
 	rejections stripe.Counter
-	disabled   func(error) // done for Allow while Disabled
 	jitter     func() float64
 
 	pending atomic.Int32 // len(events), read without the lock
@@ -235,6 +234,18 @@ type epoch struct {
 	successes int
 }
 
+// counts returns the epoch's window totals at now: the live window's, or the
+// frozen ones of the window that tripped the breaker.
+func (ep *epoch) counts(now time.Duration) counts {
+	switch {
+	case ep.cw != nil:
+		return ep.cw.counts()
+	case ep.tw != nil:
+		return ep.tw.countsAt(now)
+	}
+	return ep.frozen
+}
+
 // probe is a half-open probe that has not reported yet.
 type probe struct {
 	ticket uint64
@@ -257,10 +268,6 @@ func New(opts ...Option) *Breaker {
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
-	return newWithConfig(cfg)
-}
-
-func newWithConfig(cfg config) *Breaker {
 	if cfg.consecutive > 0 && !cfg.rateSet {
 		cfg.ratePPM = 0 // consecutive failures replace the failure-rate rule
 	}
@@ -272,12 +279,15 @@ func newWithConfig(cfg config) *Breaker {
 			cfg.minCalls, cfg.countSize))
 	}
 	b := &Breaker{cfg: cfg, start: time.Now(), rejections: stripe.NewCounter(), jitter: rand.Float64}
-	b.disabled = func(error) {}
 	b.mu.Lock()
 	b.setLocked(Closed, 0, 0)
 	b.mu.Unlock()
 	return b
 }
+
+// discard is the done func that Allow returns while the breaker is
+// Disabled: there is nothing to record.
+func discard(error) {}
 
 // Name returns the breaker's name.
 func (b *Breaker) Name() string { return b.cfg.name }
@@ -363,7 +373,7 @@ func (b *Breaker) Allow() (done func(error), err error) {
 		}
 		p.start = b.now()
 	case Disabled:
-		return b.disabled, nil
+		return discard, nil
 	case ForcedOpen:
 		b.rejections.Add(1)
 		return nil, ErrForcedOpen
@@ -380,7 +390,7 @@ func (b *Breaker) Allow() (done func(error), err error) {
 		}
 		b.deliverHolding(p)
 		if p.ep.state == Disabled {
-			return b.disabled, nil
+			return discard, nil
 		}
 	}
 	// A done of its own: it carries the start time or the probe's ticket,
@@ -733,36 +743,30 @@ func (b *Breaker) observe(t Transition) (panicked any) {
 func (b *Breaker) State() State {
 	ep := b.cur.Load()
 	if ep.state == Open {
-		ep = b.current()
+		ep, _ = b.current()
 	}
 	return ep.state
 }
 
 // current returns the current epoch, moving an Open breaker whose break is
-// over to HalfOpen.
-func (b *Breaker) current() *epoch {
+// over to HalfOpen, and the time it read.
+func (b *Breaker) current() (*epoch, time.Duration) {
 	now := b.now()
 	b.mu.Lock()
 	ep := b.advanceLocked(now)
 	b.mu.Unlock()
 	b.deliver()
-	return ep
+	return ep, now
 }
 
 // Metrics returns a snapshot of the breaker's state and counts.
 func (b *Breaker) Metrics() Metrics {
-	return b.metricsOf(b.current(), b.now())
+	return b.metricsOf(b.current())
 }
 
 func (b *Breaker) metricsOf(ep *epoch, now time.Duration) Metrics {
 	m := Metrics{State: ep.state, Rejections: b.rejections.Sum() - ep.rejBase}
-	c := ep.frozen
-	switch {
-	case ep.cw != nil:
-		c = ep.cw.counts()
-	case ep.tw != nil:
-		c = ep.tw.countsAt(now)
-	}
+	c := ep.counts(now)
 	m.Calls, m.Failures, m.SlowCalls = c.calls, c.failures, c.slow
 	m.ConsecutiveFailures = ep.consec.Load()
 	return m

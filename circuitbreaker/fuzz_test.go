@@ -62,12 +62,7 @@ func fuzzBreaker(t *testing.T, data []byte) {
 		if ep != b.cur.Load() || ep.state != Closed || errors.Is(err, context.Canceled) {
 			return
 		}
-		var c counts
-		if ep.cw != nil {
-			c = ep.cw.counts()
-		} else {
-			c = ep.tw.countsAt(b.now())
-		}
+		c := ep.counts(b.now())
 		if b.overThreshold(c) {
 			t.Fatalf("closed right after an outcome while over a threshold: %+v", c)
 		}

@@ -179,15 +179,18 @@ func (w *timeWindow) success(now time.Duration) bool {
 // 0, and returns the window's totals, which the caller checks against the
 // thresholds.
 func (w *timeWindow) add(now time.Duration, code uint32) counts {
-	return w.addLocked(now, code, true)
+	return w.update(now, code, true)
 }
 
 // countsAt returns the totals of the window that ends at now.
 func (w *timeWindow) countsAt(now time.Duration) counts {
-	return w.addLocked(now, 0, false)
+	return w.update(now, 0, false)
 }
 
-func (w *timeWindow) addLocked(now time.Duration, code uint32, checking bool) counts {
+// update is add and countsAt: it takes w.mu, moves the window to now,
+// records code, and, when checking, whether the window is below its
+// minimum of calls.
+func (w *timeWindow) update(now time.Duration, code uint32, checking bool) counts {
 	idx := int64(now / w.width)
 	w.mu.Lock()
 	defer w.mu.Unlock()
