@@ -149,7 +149,7 @@ func (e *MessageError) Unwrap() error { return e.Err }
 // statement per 500. After writing, it wakes the relays of this process that
 // serve the same table, so that they publish as soon as tx commits.
 func Enqueue(ctx context.Context, tx Execer, d Dialect, msgs ...Message) error {
-	if tx == nil || reflect.ValueOf(tx).Kind() == reflect.Pointer && reflect.ValueOf(tx).IsNil() {
+	if v := reflect.ValueOf(tx); tx == nil || v.Kind() == reflect.Pointer && v.IsNil() {
 		return ErrNilTx
 	}
 	if d.flavor == 0 {
@@ -206,6 +206,8 @@ func (d Dialect) insert(ctx context.Context, tx Execer, msgs []Message) error {
 	b.WriteString(" (" + columns + ") VALUES ")
 	args := make([]any, 0, 7*len(msgs))
 	now := d.flavor.NowMicros()
+	row := "(?, ?, ?, ?, ?, ?, " + now + ", " + now + ")"
+	rowNotBefore := "(?, ?, ?, ?, ?, ?, " + now + ", ?)"
 	for i := range msgs {
 		m := &msgs[i]
 		if i > 0 {
@@ -229,9 +231,9 @@ func (d Dialect) insert(ctx context.Context, tx Execer, msgs []Message) error {
 		}
 		args = append(args, m.ID, m.Topic, m.Key, lane, payload, headers)
 		if m.NotBefore.IsZero() {
-			b.WriteString("(?, ?, ?, ?, ?, ?, " + now + ", " + now + ")")
+			b.WriteString(row)
 		} else {
-			b.WriteString("(?, ?, ?, ?, ?, ?, " + now + ", ?)")
+			b.WriteString(rowNotBefore)
 			args = append(args, m.NotBefore.UnixMicro())
 		}
 	}
