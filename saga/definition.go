@@ -42,7 +42,6 @@ type stepDef struct {
 	confirm    StepFunc // TCC only
 	policy     resilience.Policy
 	idempotent bool
-	group      int
 }
 
 // Item is a part of a [Definition]: a [Step], a [Parallel] group of steps,
@@ -186,7 +185,6 @@ func define(name string, version int, tcc bool, items []Item) *Definition {
 			panic(fmt.Sprintf("saga: Define(%q): step name %q empty, longer than 64 bytes, or used twice", name, s.name))
 		}
 		seen[s.name] = true
-		s.group = len(d.groups) - 1
 		d.groups[len(d.groups)-1] = append(d.groups[len(d.groups)-1], len(d.steps))
 		d.steps = append(d.steps, s)
 	}

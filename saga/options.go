@@ -34,6 +34,7 @@ type config struct {
 
 func defaultConfig() config {
 	return config{
+		owner:         "coordinator",
 		lease:         30 * time.Second,
 		settleTimeout: 30 * time.Second,
 		attempts:      3,

@@ -102,15 +102,14 @@ func (j *sqlJournal) claim(ctx context.Context, token string, batch int) ([]stri
 	d, now := j.d, j.d.flavor.NowMicros()
 	lease := j.c.cfg.lease.Microseconds()
 	where := `next_attempt_at <= ` + now + ` AND status IN (1, 2, 3) AND (owner IS NULL OR lease_until < ` + now + `)`
-	switch d.flavor {
-	case sqlstore.Postgres:
+	if d.flavor != sqlstore.MySQL {
+		lock := "" // SQLite writes one transaction at a time
+		if d.flavor == sqlstore.Postgres {
+			lock = " FOR UPDATE SKIP LOCKED"
+		}
 		return sqlstore.Column[string](ctx, j.db, d.q(`UPDATE {p}_instances SET owner = ?, lease_until = `+now+` + ?
-			WHERE id IN (SELECT id FROM {p}_instances WHERE `+where+` ORDER BY next_attempt_at LIMIT ? FOR UPDATE SKIP LOCKED)
+			WHERE id IN (SELECT id FROM {p}_instances WHERE `+where+` ORDER BY next_attempt_at LIMIT ?`+lock+`)
 			RETURNING id`), token, lease, batch)
-	case sqlstore.SQLite:
-		return sqlstore.Column[string](ctx, j.db, d.q(`UPDATE {p}_instances SET owner = ?, lease_until = `+now+` + ?
-			WHERE id IN (SELECT id FROM {p}_instances WHERE `+where+` ORDER BY next_attempt_at LIMIT ?) RETURNING id`),
-			token, lease, batch)
 	}
 	tx, err := j.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
 	if err != nil {

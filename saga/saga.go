@@ -249,7 +249,6 @@ type Coordinator struct {
 	durable bool
 	defs    sync.Map // defKey -> *Definition
 	known   sync.Map // *Definition -> struct{}: registered
-	name    string   // in fencing tokens
 	// The waits between attempts of a round, and between rounds: a random
 	// time between half and all of base·2^(n-1), at most max.
 	attemptWait, roundWait retry.Backoff
@@ -265,12 +264,9 @@ func New(opts ...Option) *Coordinator {
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
-	c := &Coordinator{cfg: cfg, j: memory{}, name: cfg.owner,
+	c := &Coordinator{cfg: cfg, j: memory{},
 		attemptWait: retry.EqualJitter(cfg.attemptBase, cfg.attemptMax),
 		roundWait:   retry.EqualJitter(cfg.roundBase, cfg.roundMax)}
-	if c.name == "" {
-		c.name = "coordinator"
-	}
 	if cfg.db != nil {
 		c.j = &sqlJournal{c: c, db: cfg.db, d: cfg.dialect}
 		c.durable = true
@@ -365,7 +361,7 @@ func (c *Coordinator) Run(ctx context.Context, def *Definition, id string, input
 	if c.durable {
 		in.token = c.token()
 	}
-	intents := c.intents(in, def.groups[0], Action)
+	intents := c.start(nil, in, def.groups[0])
 	if err := c.j.begin(ctx, in, intents); err != nil {
 		if errors.Is(err, ErrExists) {
 			return ErrExists
@@ -403,21 +399,14 @@ type stepPanic struct {
 
 func (p *stepPanic) Error() string { return fmt.Sprintf("saga: %s panicked: %v", p.key, p.value) }
 
-// intents marks the given steps' phase as started and returns the writes.
-func (c *Coordinator) intents(in *instance, steps []int, phase Phase) []write {
-	var ws []write
+// start marks the given steps' actions as started, and appends to ws the
+// writes that record their intents. Compensations and confirms need none
+// (see settle).
+func (c *Coordinator) start(ws []write, in *instance, steps []int) []write {
 	for _, i := range steps {
-		st := &in.steps[i]
-		switch phase {
-		case Action:
-			st.action = started
-		case Compensate:
-			st.comp = started
-		case Confirm:
-			st.confirm = started
-		}
+		in.steps[i].action = started
 		if c.durable {
-			ws = append(ws, write{step: i, phase: phase, status: started})
+			ws = append(ws, write{step: i, phase: Action, status: started})
 		}
 	}
 	return ws
@@ -442,8 +431,8 @@ func (c *Coordinator) drive(ctx context.Context, in *instance) error {
 		err = c.forward(fctx, lctx, in)
 	}
 	detached := lctx
-	if !c.durable {
-		detached = context.WithoutCancel(ctx)
+	if !c.durable && (in.status == Confirming || in.status == Compensating) {
+		detached = context.WithoutCancel(ctx) // only when something is owed
 	}
 	if err == nil && in.status == Confirming {
 		err = c.settle(detached, in, Confirm)
@@ -597,7 +586,7 @@ func (c *Coordinator) forward(ctx, jctx context.Context, in *instance) error {
 			return c.fail(jctx, in, failedStep, firstErr, writes)
 		}
 		if g+1 < len(in.def.groups) {
-			writes = append(writes, c.intents(in, in.def.groups[g+1], Action)...)
+			writes = c.start(writes, in, in.def.groups[g+1])
 		} else if in.def.tcc {
 			in.status = Confirming
 		} else {

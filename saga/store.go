@@ -47,7 +47,13 @@ func (d Dialect) WithPrefix(prefix string) (Dialect, error) {
 // q rebinds a query written with ? placeholders, {p} for the prefix and {n}
 // for the prefix without its schema, which index names start with.
 func (d Dialect) q(query string) string {
-	return d.flavor.Rebind(strings.NewReplacer("{p}", d.prefix, "{n}", d.name()).Replace(query))
+	return d.flavor.Rebind(d.expand(query))
+}
+
+// expand puts d's table prefix for {p} and its last part, which names
+// indexes, for {n}.
+func (d Dialect) expand(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, "{p}", d.prefix), "{n}", d.name())
 }
 
 func (d Dialect) name() string { return d.prefix[strings.LastIndexByte(d.prefix, '.')+1:] }
@@ -193,7 +199,7 @@ func Migrate(ctx context.Context, db *sql.DB, d Dialect) error {
 	}
 	m := sqlstore.Migration{Version: 1}
 	for _, st := range statements {
-		m.Statements = append(m.Statements, strings.NewReplacer("{p}", d.prefix, "{n}", d.name()).Replace(st))
+		m.Statements = append(m.Statements, d.expand(st))
 	}
 	if err := sqlstore.Migrate(ctx, db, d.flavor, "saga:"+d.prefix, d.prefix+"_migrations", []sqlstore.Migration{m}); err != nil {
 		return fmt.Errorf("saga: migrate %s: %w", d, err)
@@ -223,7 +229,7 @@ func (j *sqlJournal) committed() {
 func (c *Coordinator) token() string {
 	var b [6]byte
 	rand.Read(b[:]) //nolint:errcheck // crypto/rand.Read does not fail
-	return c.name + ":" + hex.EncodeToString(b[:])
+	return c.cfg.owner + ":" + hex.EncodeToString(b[:])
 }
 
 // leaseErr turns the error of a write made after the lease was lost into
