@@ -3,7 +3,6 @@ package outbox
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -38,10 +37,8 @@ func ListDead(ctx context.Context, db *sql.DB, d Dialect, limit int) ([]DeadMess
 		if err := rows.Scan(&m.ID, &m.Topic, &m.Key, &m.Payload, &headers, &m.Attempts, &lastError, &created); err != nil {
 			return nil, fmt.Errorf("outbox: list dead: %w", err)
 		}
-		if headers.Valid && headers.String != "" {
-			if err := json.Unmarshal([]byte(headers.String), &m.Headers); err != nil {
-				return nil, fmt.Errorf("outbox: message %s: headers: %w", m.ID, err)
-			}
+		if err := decodeHeaders(&m.Message, headers); err != nil {
+			return nil, err
 		}
 		m.LastError, m.CreatedAt = lastError.String, time.UnixMicro(created)
 		dead = append(dead, m)

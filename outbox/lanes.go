@@ -3,7 +3,6 @@ package outbox
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -222,10 +221,8 @@ func (r *Relay) readLane(ctx context.Context, lane int) ([]laneRow, error) {
 			&lr.status, &lr.availableAt, &lr.now); err != nil {
 			return nil, err
 		}
-		if headers.Valid && headers.String != "" {
-			if err := json.Unmarshal([]byte(headers.String), &lr.msg.Headers); err != nil {
-				return nil, fmt.Errorf("outbox: message %s: headers: %w", lr.msg.ID, err)
-			}
+		if err := decodeHeaders(&lr.msg, headers); err != nil {
+			return nil, err
 		}
 		out = append(out, lr)
 	}

@@ -208,16 +208,8 @@ func TestOrderedPoisonBlocksOnlyItsLane(t *testing.T) {
 // sameLaneKey returns a key other than key that shares its lane.
 func sameLaneKey(t *testing.T, key string) string {
 	t.Helper()
-	lane := func(k string) uint32 {
-		h := uint32(2166136261)
-		for i := range len(k) {
-			h ^= uint32(k[i])
-			h *= 16777619
-		}
-		return h % outbox.Lanes
-	}
 	for i := range 10_000 {
-		if k := fmt.Sprint("x", i); lane(k) == lane(key) {
+		if k := fmt.Sprint("x", i); laneOf(k) == laneOf(key) {
 			return k
 		}
 	}

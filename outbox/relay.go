@@ -366,6 +366,17 @@ func (r *Relay) claim(ctx context.Context, token string, keylessOnly bool) ([]cl
 	return batch, tx.Commit()
 }
 
+// decodeHeaders sets m's headers from their column, JSON or NULL.
+func decodeHeaders(m *Message, col sql.NullString) error {
+	if !col.Valid || col.String == "" {
+		return nil
+	}
+	if err := json.Unmarshal([]byte(col.String), &m.Headers); err != nil {
+		return fmt.Errorf("outbox: message %s: headers: %w", m.ID, err)
+	}
+	return nil
+}
+
 func scanClaimed(rows *sql.Rows) ([]claimed, error) {
 	defer rows.Close()
 	var batch []claimed
@@ -377,10 +388,8 @@ func scanClaimed(rows *sql.Rows) ([]claimed, error) {
 		if err := rows.Scan(&c.id, &c.msg.ID, &c.msg.Topic, &c.msg.Key, &c.msg.Payload, &headers, &c.msg.Attempts); err != nil {
 			return nil, err
 		}
-		if headers.Valid && headers.String != "" {
-			if err := json.Unmarshal([]byte(headers.String), &c.msg.Headers); err != nil {
-				return nil, fmt.Errorf("outbox: message %s: headers: %w", c.msg.ID, err)
-			}
+		if err := decodeHeaders(&c.msg, headers); err != nil {
+			return nil, err
 		}
 		batch = append(batch, c)
 	}
