@@ -205,7 +205,10 @@ func (k *Keyed) reserve(ctx context.Context, key string, maxWait time.Duration) 
 		maxWait = min(maxWait, time.Until(deadline)-1)
 	}
 	if maxWait < 0 { // no time left to use a token
-		b, _ := k.bucket(key)
+		b, sweep := k.bucket(key) // for its error, which names the key
+		if sweep {
+			k.sweep()
+		}
 		return b, Reservation{}
 	}
 	b, wait, next, ok := k.take(key, int64(maxWait))

@@ -273,6 +273,20 @@ func TestKeyedMemoryIsBounded(t *testing.T) {
 	})
 }
 
+// Keys met only by reservations that had no time left for a token count
+// against the cap too.
+func TestKeyedMemoryIsBoundedForRefusedReservations(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		k := ratelimit.NewKeyed(10, 5, ratelimit.WithMaxKeys(1000))
+		for i := range 10_000 {
+			require.False(t, k.ReserveKey(fmt.Sprint("client-", i), -1).OK())
+			if n := k.Metrics().Keys; n > 1000 {
+				t.Fatalf("%d keys kept after %d, the cap is 1000", n, i+1)
+			}
+		}
+	})
+}
+
 func TestKeyedIdleKeysExpireWithoutTheCap(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		k := ratelimit.NewKeyed(100, 1) // a key's bucket is full 10ms after its last call
