@@ -136,6 +136,16 @@ func fuzzGCRA(t *testing.T, data []byte) {
 				time.Sleep(time.Duration(int64(arg) * unit))
 			}
 		case 1: // a take
+			if op&0x80 != 0 { // as Allow takes: now or never
+				ok := g.takeNow(start)
+				if _, wantOK := m.take(now, 0); ok != wantOK {
+					t.Fatalf("takeNow at %dns: %v; model %v", now, ok, wantOK)
+				}
+				if ok {
+					due, next = append(due, now), append(next, g.tat.Load())
+				}
+				continue
+			}
 			maxWait := int64(arg) * unit
 			wait, n, ok := g.take(start, maxWait)
 			wantWait, wantOK := m.take(now, maxWait)
