@@ -11,7 +11,6 @@ import (
 
 	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/internal/stripe"
-	"github.com/resilience-go/resilience/internal/wait"
 )
 
 // Keyed limits each key (a tenant, a client address, a route) to its own
@@ -178,15 +177,7 @@ func (k *Keyed) DoKey(ctx context.Context, key string, op resilience.Op) error {
 		return op(ctx)
 	}
 	b, r := k.reserve(ctx, key, k.maxWait)
-	if !r.OK() {
-		k.rejected.Add(1)
-		return &b.err
-	}
-	if !wait.Sleep(ctx, r.Delay()) {
-		r.Cancel()
-		return ctx.Err()
-	}
-	return op(ctx)
+	return await(ctx, r, op, k.rejected, &b.err)
 }
 
 // ReserveKey reserves a token of key's bucket as [Limiter.Reserve] does.
@@ -201,10 +192,7 @@ func (k *Keyed) ReserveKey(key string, maxWait time.Duration) Reservation {
 // reserve reserves a token of key's bucket due within maxWait and,
 // strictly, before ctx's deadline.
 func (k *Keyed) reserve(ctx context.Context, key string, maxWait time.Duration) (*bucket, Reservation) {
-	if deadline, ok := ctx.Deadline(); ok {
-		maxWait = min(maxWait, time.Until(deadline)-1)
-	}
-	if maxWait < 0 { // no time left to use a token
+	if maxWait = fit(ctx, maxWait); maxWait < 0 { // no time left to use a token
 		b, sweep := k.bucket(key) // for its error, which names the key
 		if sweep {
 			k.sweep()

@@ -180,16 +180,31 @@ func (l *Limiter) Do(ctx context.Context, op resilience.Op) error {
 		l.rejected.Add(1)
 		return l.err
 	}
-	r := l.reserve(ctx, l.maxWait)
+	return await(ctx, l.reserve(ctx, l.maxWait), op, l.rejected, l.err)
+}
+
+// await waits for the token r reserved and runs op, or, when r is not OK,
+// counts the refusal in rejected and returns refused. If ctx is done during
+// the wait, it gives the token back and returns ctx.Err().
+func await(ctx context.Context, r Reservation, op resilience.Op, rejected stripe.Counter, refused *LimitedError) error {
 	if !r.OK() {
-		l.rejected.Add(1)
-		return l.err
+		rejected.Add(1)
+		return refused
 	}
 	if !wait.Sleep(ctx, r.Delay()) {
 		r.Cancel()
 		return ctx.Err()
 	}
 	return op(ctx)
+}
+
+// fit returns maxWait, shortened so that a token it allows is due strictly
+// before ctx's deadline.
+func fit(ctx context.Context, maxWait time.Duration) time.Duration {
+	if deadline, ok := ctx.Deadline(); ok {
+		maxWait = min(maxWait, time.Until(deadline)-1)
+	}
+	return maxWait
 }
 
 // Reserve takes a token now or, if none is available, reserves the next
@@ -204,10 +219,7 @@ func (l *Limiter) Reserve(maxWait time.Duration) Reservation {
 // reserve reserves a token due within maxWait and, strictly, before ctx's
 // deadline.
 func (l *Limiter) reserve(ctx context.Context, maxWait time.Duration) Reservation {
-	if deadline, ok := ctx.Deadline(); ok {
-		maxWait = min(maxWait, time.Until(deadline)-1)
-	}
-	if maxWait < 0 {
+	if maxWait = fit(ctx, maxWait); maxWait < 0 {
 		return Reservation{}
 	}
 	switch l.mode {
