@@ -56,14 +56,10 @@ type Bulkhead struct {
 	rejected stripe.Counter
 
 	mu      sync.Mutex
-	waiters []*waiter // oldest first; guarded by mu
+	waiters []chan struct{} // oldest first, each closed when handed a slot; guarded by mu
 }
 
 var _ resilience.Policy = (*Bulkhead)(nil)
-
-type waiter struct {
-	ready chan struct{} // closed when the waiter is handed a slot
-}
 
 const waitingOne = 1 << 32
 
@@ -183,15 +179,15 @@ func (b *Bulkhead) wait(ctx context.Context) error {
 			break
 		}
 	}
-	w := &waiter{ready: make(chan struct{})}
-	b.waiters = append(b.waiters, w)
+	ready := make(chan struct{})
+	b.waiters = append(b.waiters, ready)
 	b.mu.Unlock()
 
 	t := time.NewTimer(b.maxWait)
 	defer t.Stop()
 	var err error
 	select {
-	case <-w.ready:
+	case <-ready:
 		return nil
 	case <-t.C:
 		err = ErrFull
@@ -200,7 +196,7 @@ func (b *Bulkhead) wait(ctx context.Context) error {
 	}
 	b.mu.Lock()
 	select {
-	case <-w.ready:
+	case <-ready:
 		// Handed a slot as the wait ended: keep it if only the timer
 		// ran out, give it on otherwise.
 		b.mu.Unlock()
@@ -211,7 +207,7 @@ func (b *Bulkhead) wait(ctx context.Context) error {
 		return err
 	default:
 	}
-	b.waiters = slices.DeleteFunc(b.waiters, func(x *waiter) bool { return x == w })
+	b.waiters = slices.DeleteFunc(b.waiters, func(x chan struct{}) bool { return x == ready })
 	b.state.Add(^uint64(waitingOne - 1)) // minus one waiting
 	b.mu.Unlock()
 	if err == ErrFull {
@@ -245,10 +241,10 @@ func (b *Bulkhead) handOff() {
 		b.release()
 		return
 	}
-	w := b.waiters[0]
+	ready := b.waiters[0]
 	b.waiters = b.waiters[1:]
 	b.state.Add(^uint64(waitingOne - 1)) // minus one waiting
-	close(w.ready)
+	close(ready)
 	b.mu.Unlock()
 }
 
