@@ -337,21 +337,20 @@ func (s *store) do(ctx context.Context, name string, op resilience.Op) error {
 		}
 		return err // ctx's
 	}
+	if r.taken && r.wait > 0 {
+		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) <= r.wait {
+			// The answer came too late for the wait to fit.
+			s.giveBack(ctx, name, r.tat)
+			r.taken = false
+		}
+	}
 	if !r.taken {
 		s.rejected.Add(1)
 		return &LimitedError{key: name, keyed: s.keyed, wait: r.wait, at: time.Now()}
 	}
-	if r.wait > 0 {
-		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) <= r.wait {
-			// The answer came too late for the wait to fit.
-			s.giveBack(ctx, name, r.tat)
-			s.rejected.Add(1)
-			return &LimitedError{key: name, keyed: s.keyed, wait: r.wait, at: time.Now()}
-		}
-		if !sleep(ctx, r.wait) {
-			s.giveBack(ctx, name, r.tat)
-			return ctx.Err()
-		}
+	if r.wait > 0 && !sleep(ctx, r.wait) {
+		s.giveBack(ctx, name, r.tat)
+		return ctx.Err()
 	}
 	s.admitted.Add(1)
 	return op(ctx)
@@ -370,19 +369,15 @@ func (s *store) fallback(ctx context.Context, name string, op resilience.Op, u *
 		}
 		return u
 	case localMode:
-		err := s.local.wait(ctx, name)
-		if err == nil {
+		if err := s.local.wait(ctx, name); err != nil {
+			le, ok := err.(*ratelimit.LimitedError)
+			if !ok {
+				return err // ctx's
+			}
 			s.fellBack.Add(1)
-			s.admitted.Add(1)
-			return op(ctx)
+			s.rejected.Add(1)
+			return s.limitedLocally(name, le)
 		}
-		le, ok := err.(*ratelimit.LimitedError)
-		if !ok {
-			return err // ctx's
-		}
-		s.fellBack.Add(1)
-		s.rejected.Add(1)
-		return s.limitedLocally(name, le)
 	}
 	s.fellBack.Add(1)
 	s.admitted.Add(1)
