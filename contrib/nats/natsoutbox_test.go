@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -121,10 +120,8 @@ func respond(t *testing.T, subject string, f nats.MsgHandler) {
 // every few milliseconds, and closes when the test ends.
 func connectThroughProxy(t *testing.T) (*nats.Conn, jetstream.JetStream, *servicetest.Proxy) {
 	t.Helper()
-	server, err := url.Parse(servicetest.NATSURL(t))
-	require.NoError(t, err)
-	proxy := servicetest.NewProxy(t, server.Host)
-	nc, err := nats.Connect("nats://"+proxy.Addr(),
+	proxied, proxy := servicetest.ProxyURL(t, servicetest.NATSURL(t), "4222")
+	nc, err := nats.Connect(proxied,
 		nats.MaxReconnects(-1), nats.ReconnectWait(10*time.Millisecond), nats.IgnoreDiscoveredServers())
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"runtime"
 	"strings"
 	"sync"
@@ -291,21 +290,11 @@ func TestRelayWakesOnCommit(t *testing.T) {
 	assert.Equal(t, []outbox.Event{{Kind: outbox.Published, Count: 1}}, events, "no errors, one message published")
 }
 
-// proxied returns dsn with its host replaced by a proxy to it.
-func proxied(t testing.TB, dsn string) (string, *servicetest.Proxy) {
-	t.Helper()
-	u, err := url.Parse(dsn)
-	require.NoError(t, err, "%s must be a URL for this test", servicetest.PostgresDSNVar)
-	p := servicetest.NewProxy(t, u.Host)
-	u.Host = p.Addr()
-	return u.String(), p
-}
-
 func TestReconnectsAfterConnectionLoss(t *testing.T) {
 	t.Parallel()
 	db := servicetest.Postgres(t)
 	channel := channelName(t)
-	dsn, px := proxied(t, db.DSN)
+	dsn, px := servicetest.ProxyURL(t, db.DSN, "5432")
 	var h heard
 	w := newWaker(t, dsn, channel, &h)
 	listen(t, w)

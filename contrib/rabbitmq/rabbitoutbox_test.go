@@ -192,7 +192,7 @@ func TestBatchArrivesInOrderWithIDsHeadersAndPayloads(t *testing.T) {
 func TestNilOnlyForConfirmedMessages(t *testing.T) {
 	url, ch := broker(t)
 	top := declare(t, url, ch, true, nil)
-	px, proxied := newProxy(t, url)
+	proxied, px := servicetest.ProxyURL(t, url, "5672")
 	p := dial(t, proxied)
 
 	msgs := messages(top.name, "m", 600)
@@ -459,7 +459,7 @@ func TestNewOpensOnFirstPublish(t *testing.T) {
 func TestConnectionLostMidPublishFailsAllAndReconnects(t *testing.T) {
 	url, ch := broker(t)
 	top := declare(t, url, ch, false, nil)
-	px, proxied := newProxy(t, url)
+	proxied, px := servicetest.ProxyURL(t, url, "5672")
 	p := dial(t, proxied)
 	require.Nil(t, publish(t, p, messages(top.name, "warm", 1)))
 	drainQueue(t, ch, top.name)
@@ -547,7 +547,7 @@ func TestCloseFailsPublishInProgress(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			url, ch := broker(t)
 			top := declare(t, url, ch, false, nil)
-			px, proxied := newProxy(t, url)
+			proxied, px := servicetest.ProxyURL(t, url, "5672")
 			p := tt.make(t, proxied)
 			require.Nil(t, publish(t, p, messages(top.name, "warm", 1)))
 			drainQueue(t, ch, top.name)
@@ -577,7 +577,7 @@ func TestCloseIsBounded(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			url, ch := broker(t)
 			top := declare(t, url, ch, false, nil)
-			px, proxied := newProxy(t, url)
+			proxied, px := servicetest.ProxyURL(t, url, "5672")
 			p := tt.make(t, proxied)
 			require.Nil(t, publish(t, p, messages(top.name, "warm", 1)), "the channel is open")
 
@@ -640,7 +640,7 @@ func TestCloseEndsEverything(t *testing.T) {
 	ch, err := conn.Channel()
 	require.NoError(t, err)
 	top := declare(t, url, ch, false, nil)
-	px, proxied := newProxy(t, url)
+	proxied, px := servicetest.ProxyURL(t, url, "5672")
 	p, err := rabbitoutbox.Dial(context.Background(), proxied, rabbitoutbox.WithRouting(func(m outbox.Message) (string, string) {
 		return m.Key, m.Topic // the default exchange, unless the key names another
 	}))
@@ -673,7 +673,7 @@ func TestCloseEndsEverything(t *testing.T) {
 // that does not answer the handshake.
 func TestDialHandshakeEnds(t *testing.T) {
 	url, _ := broker(t)
-	px, proxied := newProxy(t, url)
+	proxied, px := servicetest.ProxyURL(t, url, "5672")
 	px.Pause()
 	tests := []struct {
 		name string
@@ -699,7 +699,7 @@ func TestDialHandshakeEnds(t *testing.T) {
 
 func TestDialFails(t *testing.T) {
 	url, _ := broker(t)
-	px, proxied := newProxy(t, url)
+	proxied, px := servicetest.ProxyURL(t, url, "5672")
 	px.Cut()
 	_, err := rabbitoutbox.Dial(context.Background(), proxied)
 	assert.ErrorContains(t, err, "rabbitoutbox: dial")
@@ -789,7 +789,7 @@ func TestRelayKeepsMessagesWhileBrokerIsDown(t *testing.T) {
 	top := declare(t, url, ch, true, nil)
 	db := servicetest.SQLite(t)
 	require.NoError(t, outbox.Migrate(context.Background(), db.DB, outbox.SQLite))
-	px, proxied := newProxy(t, url)
+	proxied, px := servicetest.ProxyURL(t, url, "5672")
 	p := dial(t, proxied, rabbitoutbox.WithExchange(top.name))
 	relay := outbox.NewRelay(db.DB, outbox.SQLite, p, outbox.WithRetryBackoff(time.Microsecond, time.Microsecond))
 

@@ -189,33 +189,43 @@ func (p *Proxy) close(client, server net.Conn) {
 	p.mu.Unlock()
 }
 
+// ProxyURL returns rawURL with its host replaced by a proxy to it, with the
+// proxy; defaultPort is the port of a URL that names none.
+func ProxyURL(t testing.TB, rawURL, defaultPort string) (string, *Proxy) {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Host == "" {
+		t.Fatalf("servicetest: proxy: %q is not a URL with a host (%v)", rawURL, err)
+	}
+	target := u.Host
+	if u.Port() == "" {
+		target = net.JoinHostPort(u.Hostname(), defaultPort)
+	}
+	p := NewProxy(t, target)
+	u.Host = p.Addr()
+	return u.String(), p
+}
+
 // ThroughProxy returns a new handle on db's database whose connections go
 // through a Proxy, with the proxy. It works for PostgreSQL (URL DSNs) and
 // MySQL; SQLite has no connection to cut.
 func ThroughProxy(t testing.TB, db *DB) (*DB, *Proxy) {
 	t.Helper()
-	var target, dsn string
+	var dsn string
+	var p *Proxy
 	switch db.Dialect {
 	case "postgres":
-		u, err := url.Parse(db.DSN)
-		if err != nil {
-			t.Fatalf("servicetest: %v", err)
-		}
-		target = u.Host
-		p := NewProxy(t, target)
-		u.Host = p.Addr()
-		dsn = u.String()
-		return &DB{DB: open(t, db.Driver, dsn), Dialect: db.Dialect, Driver: db.Driver, DSN: dsn}, p
+		dsn, p = ProxyURL(t, db.DSN, "5432")
 	case "mysql":
 		cfg, err := mysql.ParseDSN(db.DSN)
 		if err != nil {
 			t.Fatalf("servicetest: %v", err)
 		}
-		p := NewProxy(t, cfg.Addr)
+		p = NewProxy(t, cfg.Addr)
 		cfg.Addr = p.Addr()
 		dsn = cfg.FormatDSN()
-		return &DB{DB: open(t, db.Driver, dsn), Dialect: db.Dialect, Driver: db.Driver, DSN: dsn}, p
+	default:
+		t.Fatalf("servicetest: ThroughProxy: %s has no connection to cut", db.Dialect)
 	}
-	t.Fatalf("servicetest: ThroughProxy: %s has no connection to cut", db.Dialect)
-	return nil, nil
+	return &DB{DB: open(t, db.Driver, dsn), Dialect: db.Dialect, Driver: db.Driver, DSN: dsn}, p
 }
