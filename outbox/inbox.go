@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"time"
-
-	"github.com/resilience-go/resilience/internal/sqlstore"
 )
 
 // Inbox de-duplicates messages on the consumer's side: a consumer records
@@ -55,16 +53,8 @@ func (in *Inbox) Receive(ctx context.Context, tx Execer, messageID string) (firs
 func (in *Inbox) Sweep(ctx context.Context, db Execer, olderThan time.Duration) (int64, error) {
 	d := in.d
 	cutoff := d.flavor.NowMicros() + " - ?"
-	query := `DELETE FROM {t}_inbox WHERE consumer = ? AND received_at < ` + cutoff + ` ORDER BY received_at LIMIT 10000`
-	if d.flavor != sqlstore.MySQL {
-		query = `DELETE FROM {t}_inbox WHERE consumer = ? AND message_id IN (SELECT message_id FROM {t}_inbox
-			WHERE consumer = ? AND received_at < ` + cutoff + ` ORDER BY received_at LIMIT 10000)`
-	}
-	args := []any{in.consumer, olderThan.Microseconds()}
-	if d.flavor != sqlstore.MySQL {
-		args = []any{in.consumer, in.consumer, olderThan.Microseconds()}
-	}
-	res, err := db.ExecContext(ctx, d.q(query), args...)
+	query := d.flavor.DeleteFirst("{t}_inbox", "consumer, message_id", "consumer = ? AND received_at < "+cutoff, "received_at", 10_000)
+	res, err := db.ExecContext(ctx, d.q(query), in.consumer, olderThan.Microseconds())
 	if err != nil {
 		return 0, fmt.Errorf("outbox: inbox sweep: %w", err)
 	}

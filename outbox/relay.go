@@ -462,10 +462,7 @@ func (r *Relay) Sweep(ctx context.Context) (int64, error) {
 		return 0, nil
 	}
 	cutoff := r.d.flavor.NowMicros() + " - ?"
-	query := `DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE status = 1 AND published_at < ` + cutoff + ` ORDER BY id LIMIT 1000)`
-	if r.d.flavor == sqlstore.MySQL {
-		query = `DELETE FROM {t} WHERE status = 1 AND published_at < ` + cutoff + ` ORDER BY id LIMIT 1000`
-	}
+	query := r.d.flavor.DeleteFirst("{t}", "id", "status = 1 AND published_at < "+cutoff, "id", 1000)
 	res, err := r.db.ExecContext(ctx, r.d.q(query), r.cfg.retention.Microseconds())
 	if err != nil {
 		return 0, err

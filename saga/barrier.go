@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"time"
 	"unicode/utf8"
-
-	"github.com/resilience-go/resilience/internal/sqlstore"
 )
 
 // Execer is what a [Barrier] writes through: the participant's own
@@ -91,11 +89,7 @@ func (b *Barrier) Call(ctx context.Context, tx Execer, k Key, fn func(ctx contex
 // saga can retry a call: a week is a common choice.
 func (b *Barrier) Sweep(ctx context.Context, db Execer, olderThan time.Duration) (int64, error) {
 	cutoff := b.d.flavor.NowMicros() + " - ?"
-	query := `DELETE FROM {p}_barrier WHERE created_at < ` + cutoff + ` ORDER BY created_at LIMIT 10000`
-	if b.d.flavor != sqlstore.MySQL {
-		query = `DELETE FROM {p}_barrier WHERE (gid, branch, op) IN (SELECT gid, branch, op FROM {p}_barrier
-			WHERE created_at < ` + cutoff + ` ORDER BY created_at LIMIT 10000)`
-	}
+	query := b.d.flavor.DeleteFirst("{p}_barrier", "gid, branch, op", "created_at < "+cutoff, "created_at", 10_000)
 	res, err := db.ExecContext(ctx, b.d.q(query), olderThan.Microseconds())
 	if err != nil {
 		return 0, fmt.Errorf("saga: barrier sweep: %w", err)

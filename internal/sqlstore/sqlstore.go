@@ -230,6 +230,18 @@ func Args[T any](s []T) []any {
 	return out
 }
 
+// DeleteFirst returns the statement that deletes the first limit rows of
+// table, in orderBy's order, of those that where selects; key lists the
+// columns that identify a row. MySQL deletes with ORDER BY and LIMIT; the
+// others, which cannot, delete the keys a subquery selects.
+func (f Flavor) DeleteFirst(table, key, where, orderBy string, limit int) string {
+	first := " WHERE " + where + " ORDER BY " + orderBy + " LIMIT " + strconv.Itoa(limit)
+	if f == MySQL {
+		return "DELETE FROM " + table + first
+	}
+	return "DELETE FROM " + table + " WHERE (" + key + ") IN (SELECT " + key + " FROM " + table + first + ")"
+}
+
 // Hash32 is the FNV-1a hash of s.
 func Hash32(s string) uint32 {
 	h := fnv.New32a()

@@ -157,3 +157,23 @@ func TestArgs(t *testing.T) {
 	assert.Equal(t, []any{"a"}, sqlstore.Args([]string{"a"}))
 	assert.Empty(t, sqlstore.Args[string](nil))
 }
+
+func TestDeleteFirst(t *testing.T) {
+	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, fl sqlstore.Flavor) {
+		ctx := context.Background()
+		_, err := db.ExecContext(ctx, "CREATE TABLE pairs (a INTEGER NOT NULL, b INTEGER NOT NULL, at INTEGER NOT NULL, PRIMARY KEY (a, b))")
+		require.NoError(t, err)
+		_, err = db.ExecContext(ctx, "INSERT INTO pairs (a, b, at) VALUES (1, 1, 5), (1, 2, 1), (2, 1, 3), (2, 2, 2), (3, 1, 4)")
+		require.NoError(t, err)
+
+		query := fl.DeleteFirst("pairs", "a, b", "a < ?", "at", 2)
+		res, err := db.ExecContext(ctx, fl.Rebind(query), 3)
+		require.NoError(t, err)
+		n, err := res.RowsAffected()
+		require.NoError(t, err)
+		assert.Equal(t, int64(2), n)
+		left, err := sqlstore.Column[int](ctx, db.DB, "SELECT at FROM pairs ORDER BY at")
+		require.NoError(t, err)
+		assert.Equal(t, []int{3, 4, 5}, left, "the two earliest of those with a < 3 are gone")
+	})
+}
