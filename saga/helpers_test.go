@@ -4,13 +4,13 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/resilience-go/resilience/internal/servicetest"
+	"github.com/resilience-go/resilience/internal/sqlstore"
 	"github.com/resilience-go/resilience/saga"
 )
 
@@ -30,17 +30,7 @@ func rebind(dialect, q string) string {
 	if dialect != "postgres" {
 		return q
 	}
-	var b strings.Builder
-	n := 0
-	for _, r := range q {
-		if r == '?' {
-			n++
-			fmt.Fprintf(&b, "$%d", n)
-			continue
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
+	return sqlstore.Postgres.Rebind(q)
 }
 
 // store is a test's database with the saga tables and a participant's
@@ -88,10 +78,7 @@ type participant struct {
 }
 
 func newParticipant(s *store) *participant {
-	insert := "INSERT INTO effects (saga_id, step, phase) VALUES (?, ?, ?)"
-	if s.Dialect == "postgres" {
-		insert = "INSERT INTO effects (saga_id, step, phase) VALUES ($1, $2, $3)"
-	}
+	insert := rebind(s.Dialect, "INSERT INTO effects (saga_id, step, phase) VALUES (?, ?, ?)")
 	return &participant{db: s.DB.DB, barrier: saga.NewBarrier(s.d), insert: insert}
 }
 
@@ -143,11 +130,7 @@ func (p *participant) member(name string, failWith error) saga.Item {
 // effects counts the effect rows of a saga by "step/phase".
 func effects(t tester, db *sql.DB, dialect, id string) map[string]int {
 	t.Helper()
-	q := "SELECT step, phase FROM effects WHERE saga_id = ?"
-	if dialect == "postgres" {
-		q = "SELECT step, phase FROM effects WHERE saga_id = $1"
-	}
-	rows, err := db.QueryContext(context.Background(), q, id)
+	rows, err := db.QueryContext(context.Background(), rebind(dialect, "SELECT step, phase FROM effects WHERE saga_id = ?"), id)
 	require.NoError(t, err)
 	defer rows.Close()
 	n := map[string]int{}
