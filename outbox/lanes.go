@@ -152,7 +152,7 @@ func (r *Relay) processLane(ctx context.Context, lane int) (int, error) {
 			break // a dead head, a message not yet due, or time to stop
 		}
 		row.msg.Attempts++ // this attempt; a lane counts attempts as it makes them
-		pctx, cancel := r.detached(ctx, r.cfg.publishTimeout)
+		pctx, cancel := r.detached(ctx)
 		errs := r.pub.Publish(pctx, []Message{row.msg})
 		cancel()
 		if errs == nil || errs[0] == nil {
@@ -162,11 +162,12 @@ func (r *Relay) processLane(ctx context.Context, lane int) (int, error) {
 		failErr, failures = errs[0], 1
 		// The writes after the publishes get a time of their own: the
 		// publishes may have used up theirs.
-		actx, cancel := r.detached(ctx, r.cfg.publishTimeout)
-		isDead, err = r.nack(actx, row.claimed, failErr, fence, lane, lane, r.id)
+		actx, cancel := r.detached(ctx)
+		wait := r.backoff(row.msg.Attempts) // the lane waits with its message
+		isDead, err = r.nack(actx, row.claimed, failErr, wait, fence, lane, lane, r.id)
 		if err == nil {
 			_, err = r.db.ExecContext(actx, r.d.q(`UPDATE {t}_lanes SET blocked_until = `+r.d.flavor.NowMicros()+` + ? WHERE lane = ? AND owner = ?`),
-				r.backoff(row.msg.Attempts).Microseconds(), lane, r.id)
+				wait.Microseconds(), lane, r.id)
 		}
 		cancel()
 		if err != nil {
@@ -174,7 +175,7 @@ func (r *Relay) processLane(ctx context.Context, lane int) (int, error) {
 		}
 		break
 	}
-	actx, cancel := r.detached(ctx, r.cfg.publishTimeout)
+	actx, cancel := r.detached(ctx)
 	defer cancel()
 	acked, err := r.ack(actx, done, fence, lane, lane, r.id)
 	if err != nil {

@@ -249,8 +249,8 @@ type claimed struct {
 
 // detached returns a ctx that ends with the publish timeout, not with ctx:
 // a batch in hand is finished even while the relay stops.
-func (r *Relay) detached(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), d)
+func (r *Relay) detached(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), r.cfg.publishTimeout)
 }
 
 func (r *Relay) processUnordered(ctx context.Context, keylessOnly bool) (int, error) {
@@ -263,13 +263,13 @@ func (r *Relay) processUnordered(ctx context.Context, keylessOnly bool) (int, er
 	for i := range batch {
 		msgs[i] = batch[i].msg
 	}
-	pctx, cancel := r.detached(ctx, r.cfg.publishTimeout)
+	pctx, cancel := r.detached(ctx)
 	errs := r.pub.Publish(pctx, msgs)
 	cancel()
 	if errs != nil && len(errs) != len(msgs) {
 		return 0, fmt.Errorf("outbox: Publisher returned %d errors for %d messages", len(errs), len(msgs))
 	}
-	actx, cancel := r.detached(ctx, r.cfg.publishTimeout)
+	actx, cancel := r.detached(ctx)
 	defer cancel()
 	var done []int64
 	var firstErr error
@@ -283,7 +283,7 @@ func (r *Relay) processUnordered(ctx context.Context, keylessOnly bool) (int, er
 			firstErr = errs[i]
 		}
 		failed++
-		isDead, err := r.nack(actx, batch[i], errs[i], "locked_by = ?", token)
+		isDead, err := r.nack(actx, batch[i], errs[i], r.backoff(batch[i].msg.Attempts), "locked_by = ?", token)
 		if err != nil {
 			return len(done), err
 		}
@@ -421,10 +421,10 @@ func (r *Relay) ack(ctx context.Context, ids []int64, fence string, fenceArgs ..
 	return int(n), err
 }
 
-// nack puts a message that failed on attempt c.msg.Attempts back, with a
-// backoff and its error, or marks it dead after the last attempt; it reports
-// whether it died.
-func (r *Relay) nack(ctx context.Context, c claimed, cause error, fence string, fenceArgs ...any) (bool, error) {
+// nack puts a message that failed on attempt c.msg.Attempts back, to be
+// tried again after wait, with its error, or marks it dead after the last
+// attempt; it reports whether it died.
+func (r *Relay) nack(ctx context.Context, c claimed, cause error, wait time.Duration, fence string, fenceArgs ...any) (bool, error) {
 	msg := sqlstore.Text(cause.Error())
 	attempts := c.msg.Attempts
 	isDead := attempts >= r.cfg.maxAttempts
@@ -432,7 +432,7 @@ func (r *Relay) nack(ctx context.Context, c claimed, cause error, fence string, 
 	if isDead {
 		status = 2
 	}
-	args := append([]any{r.backoff(attempts).Microseconds(), msg, status, attempts, c.id}, fenceArgs...)
+	args := append([]any{wait.Microseconds(), msg, status, attempts, c.id}, fenceArgs...)
 	res, err := r.db.ExecContext(ctx, r.d.q(`UPDATE {t} SET locked_by = NULL, locked_until = NULL, available_at = `+
 		r.d.flavor.NowMicros()+` + ?, last_error = ?, status = ?, attempts = ? WHERE id = ? AND `+fence), args...)
 	if err != nil {
