@@ -72,17 +72,13 @@ func (r *Relay) leaseLanes(ctx context.Context) ([]int, error) {
 				return nil, err
 			}
 			if n, _ := res.RowsAffected(); n == 1 {
-				mine = append(mine, ownedLane{lane: l})
+				mine = append(mine, ownedLane{lane: l, ready: true})
 			}
 		}
 	}
 	var ready []int
-	var nowUS int64
-	if err := r.db.QueryRowContext(ctx, "SELECT "+now).Scan(&nowUS); err != nil {
-		return nil, err
-	}
 	for _, l := range mine {
-		if l.blockedUntil <= nowUS {
+		if l.ready {
 			ready = append(ready, l.lane)
 		}
 	}
@@ -90,12 +86,13 @@ func (r *Relay) leaseLanes(ctx context.Context) ([]int, error) {
 }
 
 type ownedLane struct {
-	lane         int
-	blockedUntil int64
+	lane  int
+	ready bool // not blocked by a backoff when the relay looked
 }
 
 func (r *Relay) ownedLanes(ctx context.Context) ([]ownedLane, error) {
-	rows, err := r.db.QueryContext(ctx, r.d.q(`SELECT lane, blocked_until FROM {t}_lanes WHERE owner = ? ORDER BY lane`), r.id)
+	rows, err := r.db.QueryContext(ctx, r.d.q(`SELECT lane, blocked_until <= `+r.d.flavor.NowMicros()+`
+		FROM {t}_lanes WHERE owner = ? ORDER BY lane`), r.id)
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +100,7 @@ func (r *Relay) ownedLanes(ctx context.Context) ([]ownedLane, error) {
 	var lanes []ownedLane
 	for rows.Next() {
 		var l ownedLane
-		if err := rows.Scan(&l.lane, &l.blockedUntil); err != nil {
+		if err := rows.Scan(&l.lane, &l.ready); err != nil {
 			return nil, err
 		}
 		lanes = append(lanes, l)
