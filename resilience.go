@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"sync"
 	"time"
+
+	"github.com/resilience-go/resilience/internal/race"
 )
 
 // Op is one attempt at a call. It must honour ctx: return soon after ctx is
@@ -27,8 +29,16 @@ type Policy interface {
 // the contract in the package documentation.
 type PolicyFunc func(ctx context.Context, op Op) error
 
-// Do calls f(ctx, op).
-func (f PolicyFunc) Do(ctx context.Context, op Op) error { return f(ctx, op) }
+// Do calls f(ctx, op). It panics if f or op is nil.
+func (f PolicyFunc) Do(ctx context.Context, op Op) error {
+	if f == nil {
+		panic("resilience: PolicyFunc.Do: nil PolicyFunc")
+	}
+	if op == nil {
+		panic("resilience: PolicyFunc.Do: nil Op")
+	}
+	return f(ctx, op)
+}
 
 // ErrRejected is matched, through errors.Is, by every error with which a
 // policy refuses a call without running it: an open circuit breaker, a full
@@ -37,11 +47,26 @@ func (f PolicyFunc) Do(ctx context.Context, op Op) error { return f(ctx, op) }
 // retry does not retry it blindly.
 var ErrRejected = errors.New("resilience: rejected")
 
+// Rejection is a sentinel error for a kind of refusal, which matches
+// [ErrRejected] through errors.Is: each policy that refuses calls declares
+// its own, as in
+//
+//	var ErrFull error = resilience.Rejection("bulkhead: full")
+//
+// Its text is the whole message, with the package's prefix.
+type Rejection string
+
+// Error returns r's text.
+func (r Rejection) Error() string { return string(r) }
+
+// Is reports whether target is ErrRejected.
+func (r Rejection) Is(target error) bool { return target == ErrRejected }
+
 // Chain returns a Policy that applies ps in order, ps[0] outermost:
 // Chain(a, b).Do(ctx, op) is a.Do(ctx, op') where op' runs b.Do(ctx, op).
 // Chain() runs op directly (after checking ctx) and Chain(p) is p. Chains
 // passed to Chain are flattened. Chain panics if a policy is nil or a nil
-// pointer.
+// pointer, and the returned Policy's Do panics if op is nil.
 //
 // Each call to the returned Policy's Do allocates one small closure per inner
 // layer to bind op; bind op once with [Wrap] where the same op is called many
@@ -50,7 +75,7 @@ func Chain(ps ...Policy) Policy {
 	c := make(chain, 0, len(ps))
 	for i, p := range ps {
 		if isNil(p) {
-			panic(fmt.Sprintf("resilience: Chain: policy %d is nil", i))
+			panic(fmt.Sprintf("resilience: Chain: nil Policy at index %d", i))
 		}
 		switch p := p.(type) {
 		case chain:
@@ -71,13 +96,14 @@ func Chain(ps ...Policy) Policy {
 
 // Wrap binds op to p once and returns an Op that runs op under p. Calling the
 // result allocates nothing beyond what the policies themselves allocate, even
-// when p is a [Chain]. Wrap panics if p or op is nil.
+// when p is a [Chain]. Wrap panics if p is nil or a nil pointer, or op is
+// nil.
 func Wrap(p Policy, op Op) Op {
 	if isNil(p) {
-		panic("resilience: Wrap: nil policy")
+		panic("resilience: Wrap: nil Policy")
 	}
 	if op == nil {
-		panic("resilience: Wrap: nil op")
+		panic("resilience: Wrap: nil Op")
 	}
 	if c, ok := p.(chain); ok {
 		return c.bind(op)
@@ -88,38 +114,86 @@ func Wrap(p Policy, op Op) Op {
 // Do runs fn under p and returns, with p's error, the value of the first call
 // to fn that succeeded or, if none did, of the last call p made: for a retry,
 // the value of its last attempt. When p refuses the call without running fn,
-// the value is the zero T. Do is free of data races even under a policy that
-// runs attempts concurrently, where the first success wins. A fallback policy
-// cannot supply a value through Do; use fallback.Do.
+// the value is the zero T. Under a policy that runs attempts at once, such
+// as a hedge, Do returns the value of the attempt whose result the policy
+// returned, never that of an attempt it cancelled or passed over, and hands
+// the values of those to the policy's discard hook, if it has one (see
+// hedge.WithDiscard); it is free of data races there too. A fallback policy
+// cannot supply a value through Do; use fallback.Do. Do panics if p is nil
+// or a nil pointer, or fn is nil.
 func Do[T any](ctx context.Context, p Policy, fn func(context.Context) (T, error)) (T, error) {
-	var (
-		mu sync.Mutex
-		v  T
-		ok bool // v is the value of a success
-	)
+	if isNil(p) {
+		panic("resilience: Do: nil Policy")
+	}
+	if fn == nil {
+		panic("resilience: Do: nil fn")
+	}
+	st := &doState[T]{outer: race.From(ctx)} // one allocation for what the calls share
 	err := p.Do(ctx, func(ctx context.Context) error {
 		r, err := fn(ctx)
-		mu.Lock()
-		if !ok {
-			v, ok = r, err == nil
-		}
-		mu.Unlock()
+		st.keep(race.From(ctx), r, err == nil)
 		return err
 	})
 	// p has returned, so every call to fn has returned (the contract), and
-	// its write to v happened before this read.
+	// its writes to st happened before these reads, as did the choice of
+	// each race's winner.
+	v, ok := st.v, st.ok
+	for _, r := range st.raced {
+		if !r.attempt.Won() {
+			r.attempt.Lost(r.v)
+		} else if !ok {
+			v, ok = r.v, r.ok
+		}
+	}
 	return v, err
+}
+
+// doState is what the calls to the fn of one [Do] share.
+type doState[T any] struct {
+	outer *race.Attempt // the attempt that Do itself runs in, if any
+
+	mu    sync.Mutex
+	v     T
+	ok    bool        // v is the value of a success
+	raced []result[T] // the values of attempts of races that p ran
+}
+
+// keep keeps the value of a call to fn that ran in attempt a: the first
+// success or else the last value, or, for an attempt of a race, every
+// value until the winner is known.
+func (st *doState[T]) keep(a *race.Attempt, v T, ok bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if a != st.outer {
+		st.raced = append(st.raced, result[T]{a, v, ok})
+	} else if !st.ok {
+		st.v, st.ok = v, ok
+	}
+}
+
+// result is the value of a call to the fn of [Do] made in an attempt of a
+// race.
+type result[T any] struct {
+	attempt *race.Attempt
+	v       T
+	ok      bool
 }
 
 // RetryAfter reports the first retry-after hint in err's tree, walked as
 // errors.Is walks it: the result of the RetryAfter method of the first error
-// that has one. A negative hint is reported as zero. Rejections from this
-// module's policies carry a hint, and so can any error a user defines, such as
-// one built from an HTTP 429 or 503 response with a Retry-After header.
+// that has one and reports a positive duration. A hint of zero or less is no
+// hint, and the walk goes on past it: an error built from an HTTP 500
+// response without a Retry-After header, or a refusal whose wait is already
+// over, says nothing about when to call again, so RetryAfter reports false
+// and a retrier waits as its backoff says. Rejections from this module's
+// policies carry a hint, and so can any error a user defines, such as one
+// built from an HTTP 429 or 503 response with a Retry-After header.
 func RetryAfter(err error) (time.Duration, bool) {
 	for err != nil {
 		if h, ok := err.(interface{ RetryAfter() time.Duration }); ok {
-			return max(h.RetryAfter(), 0), true
+			if d := h.RetryAfter(); d > 0 {
+				return d, true
+			}
 		}
 		switch u := err.(type) {
 		case interface{ Unwrap() error }:
@@ -155,6 +229,9 @@ func isNil(p Policy) bool {
 type chain []Policy
 
 func (c chain) Do(ctx context.Context, op Op) error {
+	if op == nil {
+		panic("resilience: Chain.Do: nil Op")
+	}
 	return c[0].Do(ctx, c[1:].bind(op))
 }
 
@@ -171,6 +248,9 @@ func (c chain) bind(op Op) Op {
 type direct struct{}
 
 func (direct) Do(ctx context.Context, op Op) error {
+	if op == nil {
+		panic("resilience: Chain.Do: nil Op")
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}

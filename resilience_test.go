@@ -93,12 +93,31 @@ func TestChainIsNotAliasedToItsArgument(t *testing.T) {
 }
 
 func TestNilArgumentsPanic(t *testing.T) {
+	ctx := context.Background()
 	op := func(context.Context) error { return nil }
-	assert.PanicsWithValue(t, "resilience: Chain: policy 1 is nil", func() { resilience.Chain(pass{}, nil) })
-	assert.PanicsWithValue(t, "resilience: Chain: policy 0 is nil", func() { resilience.Chain((*struct{ pass })(nil)) })
-	assert.PanicsWithValue(t, "resilience: Chain: policy 0 is nil", func() { resilience.Chain(resilience.PolicyFunc(nil), pass{}) })
-	assert.PanicsWithValue(t, "resilience: Wrap: nil policy", func() { resilience.Wrap(nil, op) })
-	assert.PanicsWithValue(t, "resilience: Wrap: nil op", func() { resilience.Wrap(pass{}, nil) })
+	fn := func(context.Context) (int, error) { return 1, nil }
+	tests := []struct {
+		name string
+		f    func()
+		want string
+	}{
+		{"Chain, nil", func() { resilience.Chain(pass{}, nil) }, "resilience: Chain: nil Policy at index 1"},
+		{"Chain, nil pointer", func() { resilience.Chain((*struct{ pass })(nil)) }, "resilience: Chain: nil Policy at index 0"},
+		{"Chain, nil PolicyFunc", func() { resilience.Chain(resilience.PolicyFunc(nil), pass{}) }, "resilience: Chain: nil Policy at index 0"},
+		{"Chain().Do", func() { _ = resilience.Chain().Do(ctx, nil) }, "resilience: Chain.Do: nil Op"},
+		{"Chain(a, b).Do", func() { _ = resilience.Chain(pass{}, pass{}).Do(ctx, nil) }, "resilience: Chain.Do: nil Op"},
+		{"Wrap, nil Policy", func() { resilience.Wrap(nil, op) }, "resilience: Wrap: nil Policy"},
+		{"Wrap, nil pointer", func() { resilience.Wrap((*struct{ pass })(nil), op) }, "resilience: Wrap: nil Policy"},
+		{"Wrap, nil Op", func() { resilience.Wrap(pass{}, nil) }, "resilience: Wrap: nil Op"},
+		{"Do, nil Policy", func() { _, _ = resilience.Do(ctx, nil, fn) }, "resilience: Do: nil Policy"},
+		{"Do, nil pointer", func() { _, _ = resilience.Do(ctx, (*struct{ pass })(nil), fn) }, "resilience: Do: nil Policy"},
+		{"Do, nil fn", func() { _, _ = resilience.Do[int](ctx, pass{}, nil) }, "resilience: Do: nil fn"},
+		{"PolicyFunc.Do, nil PolicyFunc", func() { _ = resilience.PolicyFunc(nil).Do(ctx, op) }, "resilience: PolicyFunc.Do: nil PolicyFunc"},
+		{"PolicyFunc.Do, nil Op", func() { _ = resilience.PolicyFunc(pass{}.Do).Do(ctx, nil) }, "resilience: PolicyFunc.Do: nil Op"},
+	}
+	for _, tt := range tests {
+		assert.PanicsWithValue(t, tt.want, tt.f, tt.name)
+	}
 }
 
 func TestContract(t *testing.T) {
@@ -189,6 +208,13 @@ type hinted time.Duration
 func (h hinted) Error() string             { return "hinted" }
 func (h hinted) RetryAfter() time.Duration { return time.Duration(h) }
 
+// zeroWrapping is an error with a hint of zero that wraps another.
+type zeroWrapping struct{ err error }
+
+func (e zeroWrapping) Error() string             { return "zero: " + e.err.Error() }
+func (e zeroWrapping) RetryAfter() time.Duration { return 0 }
+func (e zeroWrapping) Unwrap() error             { return e.err }
+
 func TestRetryAfter(t *testing.T) {
 	tests := []struct {
 		name   string
@@ -203,7 +229,11 @@ func TestRetryAfter(t *testing.T) {
 		{"outermost hint wins", fmt.Errorf("%w", fmt.Errorf("x: %w %w", hinted(3*time.Second), hinted(4*time.Second))), 3 * time.Second, true},
 		{"joined, second", errors.Join(errors.New("a"), fmt.Errorf("b: %w", hinted(5*time.Second))), 5 * time.Second, true},
 		{"joined, none", errors.Join(errors.New("a"), errors.New("b")), 0, false},
-		{"negative", hinted(-time.Second), 0, true},
+		{"negative", hinted(-time.Second), 0, false},
+		{"zero", hinted(0), 0, false},
+		{"zero, then a hint inside", fmt.Errorf("%w: %w", hinted(0), hinted(6*time.Second)), 6 * time.Second, true},
+		{"zero wrapping a hint", zeroWrapping{hinted(7 * time.Second)}, 7 * time.Second, true},
+		{"joined, zero then a hint", errors.Join(hinted(0), hinted(8*time.Second)), 8 * time.Second, true},
 	}
 	for _, tt := range tests {
 		d, ok := resilience.RetryAfter(tt.err)
@@ -222,4 +252,15 @@ func TestWrapAllocatesNothing(t *testing.T) {
 		}
 	})
 	assert.Zero(t, allocs, "allocations per call of a Wrap-bound four-layer chain")
+}
+
+func TestRejection(t *testing.T) {
+	errFull := resilience.Rejection("bulkhead: full")
+	assert.ErrorIs(t, errFull, resilience.ErrRejected)
+	assert.Equal(t, "bulkhead: full", errFull.Error())
+	wrapped := fmt.Errorf("reserve: %w", errFull)
+	assert.ErrorIs(t, wrapped, resilience.ErrRejected, "through a wrap")
+	assert.ErrorIs(t, wrapped, errFull)
+	assert.NotErrorIs(t, errFull, resilience.Rejection("ratelimit: limited"), "another kind of refusal")
+	assert.NotErrorIs(t, errors.New("bulkhead: full"), resilience.ErrRejected, "a plain error of the same text")
 }

@@ -1,6 +1,7 @@
 // Package policytest checks that a [resilience.Policy] keeps the contract
 // written in the resilience package documentation. Every policy package in
-// this module calls [Run] from its tests.
+// this module calls [Run] from its tests, and [RunObserved], which checks
+// the events it tells its [resilience.Observer], with a [Recorder].
 package policytest
 
 import (
@@ -32,7 +33,8 @@ const (
 // keep the contract of [resilience.Policy]:
 //
 //   - Synchronous: Do returns only after every call to op has returned, even
-//     a call that ignores its ctx, and calls to op never overlap.
+//     a call that ignores its ctx, and calls to op never overlap, unless
+//     [Overlapping] says they may.
 //   - ContextPropagated: every call to op receives ctx or a child of it:
 //     values, the deadline and cancellation all reach it, on later attempts
 //     too.
@@ -46,6 +48,9 @@ const (
 //     Do returns.
 //   - Concurrent: 64 goroutines share one policy; each gets its own result
 //     (run it under -race).
+//   - NilOp: Do with a nil op panics at once with a message that ends in
+//     ": nil Op", as the contract's rule for nil values says, not with a
+//     nil dereference.
 //
 // Every check runs in a [synctest] bubble, so the policy's timers run on
 // virtual time, and every check looks for goroutines left behind. newPolicy is
@@ -55,19 +60,24 @@ const (
 // call after 100 calls that panicked: configure it with room.
 // Under concurrency it may refuse calls, with errors that match
 // [resilience.ErrRejected].
-func Run(t *testing.T, newPolicy func() resilience.Policy) {
+func Run(t *testing.T, newPolicy func() resilience.Policy, opts ...Option) {
 	t.Helper()
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	checks := []struct {
 		name  string
 		check func(*testing.T, resilience.Policy)
 	}{
-		{"Synchronous", checkSynchronous},
+		{"Synchronous", func(t *testing.T, p resilience.Policy) { checkSynchronous(t, p, o.overlap) }},
 		{"ContextPropagated", checkContextPropagated},
 		{"DoneContext", checkDoneContext},
 		{"ErrorKept", checkErrorKept},
 		{"PanicPropagates", checkPanicPropagates},
 		{"NoLeakedGoroutines", checkNoLeakedGoroutines},
 		{"Concurrent", checkConcurrent},
+		{"NilOp", checkNilOp},
 	}
 	for _, c := range checks {
 		t.Run(c.name, func(t *testing.T) {
@@ -81,6 +91,18 @@ func Run(t *testing.T, newPolicy func() resilience.Policy) {
 		})
 	}
 }
+
+// An Option changes what [Run] checks.
+type Option func(*options)
+
+type options struct {
+	overlap bool
+}
+
+// Overlapping lets the calls to op that one Do makes run at once, for a
+// policy documented to do so, such as a hedge: Run checks the rest of the
+// contract as for any policy.
+func Overlapping() Option { return func(o *options) { o.overlap = true } }
 
 // probe is an Op that records how it is called.
 type probe struct {
@@ -117,7 +139,7 @@ type testError struct{ id int }
 
 func (e *testError) Error() string { return fmt.Sprintf("policytest: op error %d", e.id) }
 
-func checkSynchronous(t *testing.T, p resilience.Policy) {
+func checkSynchronous(t *testing.T, p resilience.Policy, overlap bool) {
 	opErr := &testError{id: 1}
 	tests := []struct {
 		name string
@@ -141,7 +163,9 @@ func checkSynchronous(t *testing.T, p resilience.Policy) {
 		pr := &probe{run: tt.run}
 		err := p.Do(context.Background(), pr.op)
 		assert.Zero(t, pr.active.Load(), "op (%s) was still running when Do returned %v", tt.name, err)
-		assert.LessOrEqual(t, pr.maxActive.Load(), int64(1), "calls to op (%s) overlapped", tt.name)
+		if !overlap {
+			assert.LessOrEqual(t, pr.maxActive.Load(), int64(1), "calls to op (%s) overlapped", tt.name)
+		}
 		assert.Positive(t, pr.calls.Load(), "op (%s) was never called; Do returned %v", tt.name, err)
 	}
 }
@@ -380,4 +404,15 @@ func assertNoNewGoroutines(t *testing.T, before map[string]string) bool {
 	// can end and later checks still run.
 	time.Sleep(24 * time.Hour)
 	return false
+}
+
+func checkNilOp(t *testing.T, p resilience.Policy) {
+	var v any
+	func() {
+		defer func() { v = recover() }()
+		_ = p.Do(t.Context(), nil)
+	}()
+	msg, ok := v.(string)
+	assert.True(t, ok && strings.HasSuffix(msg, ": nil Op"),
+		"Do(ctx, nil) panicked with %#v; want a message that ends in \": nil Op\"", v)
 }

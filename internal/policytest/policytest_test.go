@@ -37,7 +37,8 @@ func TestRunPassesGoodPolicies(t *testing.T) {
 	}
 }
 
-// guard checks ctx and calls op: the least a policy can do.
+// guard checks ctx and calls op: the least a policy can do inside a chain,
+// which checks op; alone, it calls a nil op.
 type guard struct{}
 
 func (guard) Do(ctx context.Context, op resilience.Op) error {
@@ -52,6 +53,9 @@ func (guard) Do(ctx context.Context, op resilience.Op) error {
 type joined struct{}
 
 func (joined) Do(ctx context.Context, op resilience.Op) error {
+	if op == nil {
+		panic("policytest: joined.Do: nil Op")
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -78,6 +82,9 @@ var errFull = fmt.Errorf("slot taken: %w", resilience.ErrRejected)
 type slot struct{ sem chan struct{} }
 
 func (s *slot) Do(ctx context.Context, op resilience.Op) error {
+	if op == nil {
+		panic("policytest: slot.Do: nil Op")
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -96,6 +103,7 @@ var broken = map[string]struct {
 	rule string
 	new  func() resilience.Policy
 }{
+	"nil op called": {"NilOp", func() resilience.Policy { return guard{} }},
 	"returns before op": {"Synchronous", func() resilience.Policy {
 		return resilience.PolicyFunc(func(ctx context.Context, op resilience.Op) error {
 			if err := ctx.Err(); err != nil {
@@ -326,7 +334,14 @@ func TestRunCatchesBrokenPolicies(t *testing.T) {
 // process, which must fail, and returns what it printed.
 func runBroken(t *testing.T, name, rule string) string {
 	t.Helper()
-	pattern := "^TestBroken$/^" + regexp.QuoteMeta(subtestName(name)) + "$/^" + rule + "$"
+	return runBrokenTest(t, "TestBroken", name, rule)
+}
+
+// runBrokenTest runs subtest rule of subtest name of test in a child
+// process, which must fail, and returns what it printed.
+func runBrokenTest(t *testing.T, test, name, rule string) string {
+	t.Helper()
+	pattern := "^" + test + "$/^" + regexp.QuoteMeta(subtestName(name)) + "$/^" + rule + "$"
 	cmd := exec.Command(os.Args[0], "-test.run="+pattern, "-test.v", "-test.count=1")
 	cmd.Env = append(os.Environ(), "POLICYTEST_BROKEN=1")
 	out, err := cmd.CombinedOutput()

@@ -1,5 +1,6 @@
 // Package wait holds the one way the policies and stores wait: for a
-// duration, or until a ctx is done, whichever comes first.
+// duration, or until a ctx is done, whichever comes first; and how a
+// store's writers wake its readers ([Wakeups], [Idle], [Forward]).
 package wait
 
 import (
