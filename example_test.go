@@ -8,59 +8,66 @@ import (
 	"time"
 
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/bulkhead"
+	"github.com/resilience-go/resilience/circuitbreaker"
+	"github.com/resilience-go/resilience/fallback"
+	"github.com/resilience-go/resilience/ratelimit"
+	"github.com/resilience-go/resilience/retry"
+	"github.com/resilience-go/resilience/timeout"
 )
 
-// logged returns a policy that prints when a call enters and leaves it.
-func logged(name string) resilience.Policy {
-	return resilience.PolicyFunc(func(ctx context.Context, op resilience.Op) error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		fmt.Println(name, "in")
-		defer fmt.Println(name, "out")
-		return op(ctx)
-	})
-}
+// errReset is the error of a flaky dependency.
+var errReset = errors.New("connection reset")
 
-// attempts returns a policy that calls op up to n times until it succeeds.
-func attempts(n int) resilience.Policy {
-	return resilience.PolicyFunc(func(ctx context.Context, op resilience.Op) error {
-		var err error
-		for i := range n {
-			if err = ctx.Err(); err != nil {
-				return err
-			}
-			if err = op(ctx); err == nil {
-				return nil
-			}
-			fmt.Printf("attempt %d: %v\n", i+1, err)
+// printRetries is a retry option that prints each retry.
+func printRetries() retry.Option {
+	return retry.WithObserver(resilience.ObserverFunc(func(_ context.Context, e resilience.Event) {
+		if e.Kind == resilience.Retry {
+			fmt.Printf("attempt %d: %v\n", e.Attempt, e.Err)
 		}
-		return err
-	})
+	}))
 }
 
 func ExampleChain() {
-	p := resilience.Chain(logged("outer"), logged("inner"))
+	// One policy for a dependency, shared by every call to it, in the
+	// canonical order, outermost first.
+	breaker := circuitbreaker.New()
+	p := resilience.Chain(
+		fallback.New(func(ctx context.Context, err error) error {
+			fmt.Println("fallback for:", err)
+			return nil // served from a cache, say
+		}),
+		retry.New(retry.WithMaxAttempts(3), retry.WithBackoff(retry.Constant(time.Millisecond)), printRetries()),
+		breaker,
+		ratelimit.New(100, 10),
+		bulkhead.New(10),
+		timeout.New(time.Second),
+	)
+	calls := 0
 	err := p.Do(context.Background(), func(context.Context) error {
-		fmt.Println("call")
-		return nil
+		calls++
+		return errReset
 	})
 	fmt.Println("err:", err)
+	fmt.Println("calls:", calls, "breaker:", breaker.State())
 	// Output:
-	// outer in
-	// inner in
-	// call
-	// inner out
-	// outer out
+	// attempt 1: connection reset
+	// attempt 2: connection reset
+	// fallback for: retry: gave up after 3 attempts (max attempts): connection reset
 	// err: <nil>
+	// calls: 3 breaker: closed
 }
 
 func ExampleWrap() {
+	p := resilience.Chain(
+		retry.New(retry.WithBackoff(retry.Constant(time.Millisecond)), printRetries()),
+		timeout.New(time.Second),
+	)
 	calls := 0
-	ping := resilience.Wrap(attempts(3), func(context.Context) error {
+	ping := resilience.Wrap(p, func(context.Context) error {
 		calls++
 		if calls%2 == 1 {
-			return errors.New("connection reset")
+			return errReset
 		}
 		return nil
 	})
@@ -76,8 +83,9 @@ func ExampleWrap() {
 }
 
 func ExampleDo() {
+	p := retry.New(retry.WithBackoff(retry.Constant(time.Millisecond)), printRetries())
 	replies := []string{"busy", "busy", "42"}
-	n, err := resilience.Do(context.Background(), attempts(3), func(context.Context) (int, error) {
+	n, err := resilience.Do(context.Background(), p, func(context.Context) (int, error) {
 		reply := replies[0]
 		replies = replies[1:]
 		return strconv.Atoi(reply)

@@ -249,4 +249,118 @@ func TestBadArgumentsPanic(t *testing.T) {
 	assert.PanicsWithValue(t, "bulkhead: New(0): want 1 <= maxConcurrent <= 2147483647", func() { bulkhead.New(0) })
 	assert.PanicsWithValue(t, "bulkhead: WithMaxWait(-1s): want d >= 0", func() { bulkhead.WithMaxWait(-time.Second) })
 	assert.PanicsWithValue(t, "bulkhead: WithMaxQueue(-1): want n >= 0", func() { bulkhead.WithMaxQueue(-1) })
+	assert.PanicsWithValue(t, "bulkhead: New: nil Option", func() { bulkhead.New(1, nil) })
+	assert.PanicsWithValue(t, "bulkhead: WithObserver: nil Observer", func() { bulkhead.WithObserver(nil) })
+}
+
+// A nil op and a zero Bulkhead panic at once, even with a done ctx.
+func TestNilOpAndZeroBulkheadPanic(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	b := bulkhead.New(1)
+	assert.PanicsWithValue(t, "bulkhead: Bulkhead.Do: nil Op", func() { _ = b.Do(ctx, nil) })
+	assert.PanicsWithValue(t, "bulkhead: Bulkhead.TryDo: nil Op", func() { _ = b.TryDo(ctx, nil) })
+	assert.Equal(t, bulkhead.Metrics{}, b.Metrics(), "a nil op takes no slot")
+
+	var zero bulkhead.Bulkhead
+	const want = "bulkhead: zero Bulkhead; use New"
+	assert.PanicsWithValue(t, want, func() { _ = zero.Do(ctx, nop) })
+	assert.PanicsWithValue(t, want, func() { _ = zero.TryDo(ctx, nop) })
+	assert.PanicsWithValue(t, want, func() { zero.Metrics() })
+}
+
+func TestObserved(t *testing.T) {
+	newBulkhead := func(name string, o resilience.Observer, opts ...bulkhead.Option) resilience.Policy {
+		opts = append(opts, bulkhead.WithName(name))
+		if o != nil {
+			opts = append(opts, bulkhead.WithObserver(o))
+		}
+		return bulkhead.New(4, opts...)
+	}
+	policytest.RunObserved(t, resilience.PolicyBulkhead, func(name string, o resilience.Observer) resilience.Policy {
+		return newBulkhead(name, o)
+	})
+	t.Run("waiting", func(t *testing.T) {
+		policytest.RunObserved(t, resilience.PolicyBulkhead, func(name string, o resilience.Observer) resilience.Policy {
+			return newBulkhead(name, o, bulkhead.WithMaxWait(time.Second))
+		})
+	})
+	t.Run("TryDo", func(t *testing.T) {
+		policytest.RunObserved(t, resilience.PolicyBulkhead, func(name string, o resilience.Observer) resilience.Policy {
+			return resilience.PolicyFunc(newBulkhead(name, o).(*bulkhead.Bulkhead).TryDo)
+		})
+	})
+}
+
+// A refusal is a Rejected event, after the wait if there was one; a call
+// that waited for its slot counts the wait in its Duration; the observer
+// is told once the slot is free.
+func TestObserverEvents(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var rec policytest.Recorder
+		var b *bulkhead.Bulkhead
+		var inFlight []int64 // guarded by mu
+		var mu sync.Mutex
+		b = bulkhead.New(1, bulkhead.WithName("reports"), bulkhead.WithMaxWait(time.Second), bulkhead.WithMaxQueue(1),
+			bulkhead.WithObserver(resilience.ObserverFunc(func(ctx context.Context, e resilience.Event) {
+				mu.Lock()
+				inFlight = append(inFlight, b.Metrics().InFlight)
+				mu.Unlock()
+				rec.Observe(ctx, e)
+			})))
+		type key struct{}
+		ctx := context.WithValue(context.Background(), key{}, "call")
+
+		hold := make(chan struct{})
+		var running atomic.Int32
+		holder := call(b, ctx, hold, &running)
+		synctest.Wait()
+		time.AfterFunc(300*time.Millisecond, func() { close(hold) })
+		require.NoError(t, b.Do(ctx, nop), "admitted once the holder is done")
+		require.NoError(t, <-holder)
+		assert.Equal(t, []resilience.EventKind{resilience.Success, resilience.Success}, rec.Kinds())
+		assert.Equal(t, 300*time.Millisecond, rec.Events()[1].Duration, "the wait for the slot")
+		inFlight = nil
+		require.NoError(t, b.Do(ctx, nop))
+		assert.Equal(t, []int64{0}, inFlight, "slots taken as the observer is told of the only call")
+
+		rec.Reset()
+		inFlight = nil
+		hold = make(chan struct{})
+		holder = call(b, ctx, hold, &running)
+		synctest.Wait()
+		assert.ErrorIs(t, b.Do(ctx, nop), bulkhead.ErrFull, "the wait runs out")
+		assert.ErrorIs(t, b.TryDo(ctx, nop), bulkhead.ErrFull, "TryDo never waits")
+		cctx, cancel := context.WithCancel(ctx)
+		time.AfterFunc(100*time.Millisecond, cancel)
+		assert.ErrorIs(t, b.Do(cctx, nop), context.Canceled, "the caller gave up waiting")
+		close(hold)
+		require.NoError(t, <-holder)
+		events := rec.Events()
+		require.Equal(t, []resilience.EventKind{resilience.Rejected, resilience.Rejected, resilience.Ignored, resilience.Success},
+			rec.Kinds())
+		assert.Equal(t, time.Second, events[0].Duration, "refused after the wait")
+		assert.Equal(t, bulkhead.ErrFull, events[0].Err)
+		assert.Zero(t, events[1].Duration, "refused at once")
+		assert.Equal(t, 100*time.Millisecond, events[2].Duration)
+		assert.ErrorIs(t, events[2].Err, context.Canceled)
+		for i, e := range events {
+			assert.Equal(t, "reports", e.Name, "Name of %+v", e)
+			assert.Equal(t, resilience.PolicyBulkhead, e.Policy, "Policy of %+v", e)
+			assert.Zero(t, e.Delay, "a bulkhead gives no retry-after hint: %+v", e)
+			assert.Equal(t, "call", rec.Contexts()[i].Value(key{}), "ctx of %+v", e)
+		}
+	})
+}
+
+// With an observer, a call and a refusal allocate nothing.
+func TestObservedCallsAllocateNothing(t *testing.T) {
+	ctx := context.Background()
+	b := bulkhead.New(1, bulkhead.WithObserver(resilience.ObserverFunc(func(context.Context, resilience.Event) {})))
+	assert.Zero(t, testing.AllocsPerRun(1000, func() { _ = b.Do(ctx, nop) }), "Do")
+	assert.Zero(t, testing.AllocsPerRun(1000, func() { _ = b.TryDo(ctx, nop) }), "TryDo")
+	_ = b.Do(ctx, func(context.Context) error {
+		assert.Zero(t, testing.AllocsPerRun(1000, func() { _ = b.Do(ctx, nop) }), "Do, refused")
+		return nil
+	})
 }

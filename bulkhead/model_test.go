@@ -10,6 +10,7 @@ import (
 
 	"pgregory.net/rapid"
 
+	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/bulkhead"
 )
 
@@ -72,10 +73,68 @@ func (m *model) advance(now time.Duration) {
 	})
 }
 
+// pending is a call of a model test: its op signals started and runs
+// until release is closed; Do's error arrives on result.
 type pending struct {
 	release chan struct{}
 	started chan struct{}
 	result  chan error
+}
+
+// drawDeadline draws whether a call has a deadline, and if so one of an odd
+// number of milliseconds up to most from now; it returns the call's ctx,
+// its cancel, and the deadline since start, or 0.
+func drawDeadline(rt *rapid.T, start time.Time, most time.Duration) (context.Context, context.CancelFunc, time.Duration) {
+	if !rapid.Bool().Draw(rt, "deadline") {
+		return context.Background(), func() {}, 0
+	}
+	d := time.Duration(2*rapid.IntRange(0, int(most/time.Millisecond-1)/2).Draw(rt, "deadlineMs")+1) * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	return ctx, cancel, time.Since(start) + d
+}
+
+// run calls do with ctx on a goroutine, and cancel once it returns.
+func (c *pending) run(do func(context.Context, resilience.Op) error, ctx context.Context, cancel context.CancelFunc) {
+	go func() {
+		defer cancel()
+		c.result <- do(ctx, func(context.Context) error {
+			close(c.started)
+			<-c.release
+			return nil
+		})
+	}()
+}
+
+// checkCalls checks the calls against a model's: a call runs only if the
+// model runs or has ended it, and every call the model ended has ended
+// with the model's error; those are forgotten, from both.
+func checkCalls(rt *rapid.T, calls map[int]*pending, running []int, outcome map[int]error) {
+	for id, c := range calls {
+		select {
+		case <-c.started:
+			if !slices.Contains(running, id) {
+				if _, ended := outcome[id]; !ended {
+					rt.Fatalf("call %d runs; the model has it waiting", id)
+				}
+			}
+		default:
+			if slices.Contains(running, id) {
+				rt.Fatalf("call %d does not run; the model runs it", id)
+			}
+		}
+	}
+	for id, want := range outcome {
+		select {
+		case got := <-calls[id].result:
+			if !errors.Is(got, want) && got != want {
+				rt.Fatalf("call %d ended with %v, model %v", id, got, want)
+			}
+			delete(outcome, id)
+			delete(calls, id)
+		default:
+			rt.Fatalf("call %d has not ended; the model ended it with %v", id, want)
+		}
+	}
 }
 
 // The bulkhead and the model agree on who runs, who waits, who is refused
@@ -99,57 +158,18 @@ func TestModel(t *testing.T) {
 					if got := b.Metrics(); got != want {
 						rt.Fatalf("metrics %+v, model %+v", got, want)
 					}
-					for id, c := range calls {
-						select {
-						case <-c.started:
-							if !slices.Contains(m.running, id) {
-								if _, ended := m.outcome[id]; !ended {
-									rt.Fatalf("call %d runs; the model has it waiting", id)
-								}
-							}
-						default:
-							if slices.Contains(m.running, id) {
-								rt.Fatalf("call %d does not run; the model runs it", id)
-							}
-						}
-					}
-					for id, want := range m.outcome {
-						c := calls[id]
-						select {
-						case got := <-c.result:
-							if !errors.Is(got, want) && got != want {
-								rt.Fatalf("call %d ended with %v, model %v", id, got, want)
-							}
-							delete(m.outcome, id)
-							delete(calls, id)
-						default:
-							rt.Fatalf("call %d has not ended; the model ended it with %v", id, want)
-						}
-					}
+					checkCalls(rt, calls, m.running, m.outcome)
 				},
 				"start": func(rt *rapid.T) {
 					id := next
 					next++
 					c := &pending{release: make(chan struct{}), started: make(chan struct{}), result: make(chan error, 1)}
 					calls[id] = c
-					ctx, cancel := context.Background(), context.CancelFunc(func() {})
-					var deadline time.Duration
-					if rapid.Bool().Draw(rt, "deadline") {
-						// Odd milliseconds: never at the same instant as a
-						// maximum wait, in whole seconds.
-						d := time.Duration(2*rapid.IntRange(0, 2000).Draw(rt, "deadlineMs")+1) * time.Millisecond
-						deadline = time.Since(start) + d
-						ctx, cancel = context.WithTimeout(context.Background(), d)
-					}
+					// Odd milliseconds: never at the same instant as a
+					// maximum wait, in whole seconds.
+					ctx, cancel, deadline := drawDeadline(rt, start, 4001*time.Millisecond)
 					m.start(id, time.Since(start), deadline)
-					go func() {
-						defer cancel()
-						c.result <- b.Do(ctx, func(context.Context) error {
-							close(c.started)
-							<-c.release
-							return nil
-						})
-					}()
+					c.run(b.Do, ctx, cancel)
 				},
 				"finish": func(rt *rapid.T) {
 					if len(m.running) == 0 {

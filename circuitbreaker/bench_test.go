@@ -3,9 +3,12 @@ package circuitbreaker_test
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"testing"
 	"time"
 
+	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/circuitbreaker"
 )
 
@@ -110,5 +113,45 @@ func BenchmarkAllow(b *testing.B) {
 		if err == nil {
 			done(nil)
 		}
+	}
+}
+
+// observers are the observers the observed benchmarks run with: one that
+// does nothing, the least an observer costs, and SlogObserver over a text
+// handler at its default level, Info.
+var observers = []struct {
+	name string
+	o    resilience.Observer
+}{
+	{"nop", resilience.ObserverFunc(func(context.Context, resilience.Event) {})},
+	{"slog", resilience.SlogObserver(slog.New(slog.NewTextHandler(io.Discard, nil)))},
+}
+
+// BenchmarkDoObserved is BenchmarkDo with an observer.
+func BenchmarkDoObserved(b *testing.B) {
+	for _, o := range observers {
+		b.Run(o.name, func(b *testing.B) {
+			cb := circuitbreaker.New(circuitbreaker.WithObserver(o.o))
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = cb.Do(ctx, nop)
+			}
+		})
+	}
+}
+
+// BenchmarkDoRejectedObserved is BenchmarkDoRejected with an observer.
+func BenchmarkDoRejectedObserved(b *testing.B) {
+	for _, o := range observers {
+		b.Run(o.name, func(b *testing.B) {
+			cb := circuitbreaker.New(circuitbreaker.WithBreakDuration(time.Hour, time.Hour), circuitbreaker.WithObserver(o.o))
+			cb.OpenFor(time.Hour)
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = cb.Do(ctx, nop)
+			}
+		})
 	}
 }

@@ -3,10 +3,7 @@ package circuitbreaker
 import (
 	"context"
 	"errors"
-	"fmt"
-	"math"
 	"math/rand/v2"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,38 +11,6 @@ import (
 	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/internal/stripe"
 )
-
-// State is the state of a [Breaker].
-type State int32
-
-// The states of a Breaker. Closed, Open and HalfOpen follow from the calls'
-// outcomes; ForcedOpen, Disabled and MetricsOnly are set by hand and stay
-// until [Breaker.Reset].
-const (
-	// Closed admits every call and records its outcome in the window.
-	Closed State = iota
-	// Open rejects every call until the break duration has passed.
-	Open
-	// HalfOpen admits a few probe calls, whose outcomes decide between
-	// Closed and Open, and rejects the rest.
-	HalfOpen
-	// ForcedOpen rejects every call, with [ErrForcedOpen].
-	ForcedOpen
-	// Disabled admits every call and records nothing.
-	Disabled
-	// MetricsOnly admits every call and records its outcome, but never
-	// trips: a shadow roll-out of a new configuration.
-	MetricsOnly
-)
-
-var stateNames = [...]string{"closed", "open", "half-open", "forced-open", "disabled", "metrics-only"}
-
-func (s State) String() string {
-	if s >= 0 && int(s) < len(stateNames) {
-		return stateNames[s]
-	}
-	return fmt.Sprintf("State(%d)", int32(s))
-}
 
 // Outcome is how a call's result counts; see [WithClassifier].
 type Outcome int8
@@ -63,14 +28,7 @@ const (
 // ErrOpen is matched by every rejection of a Breaker: errors.Is(err, ErrOpen)
 // holds for an [*OpenError] and for [ErrForcedOpen]. ErrOpen and both of
 // them also match [resilience.ErrRejected].
-var ErrOpen error = rejection("circuitbreaker: open")
-
-// rejection is a sentinel error that matches resilience.ErrRejected.
-type rejection string
-
-func (r rejection) Error() string { return string(r) }
-
-func (r rejection) Is(target error) bool { return target == resilience.ErrRejected }
+var ErrOpen error = resilience.Rejection("circuitbreaker: open")
 
 // ErrForcedOpen is returned by a Breaker in the [ForcedOpen] state. It
 // matches [ErrOpen] and [resilience.ErrRejected] and carries no retry-after
@@ -106,6 +64,8 @@ func (e *OpenError) Name() string { return e.name }
 // HalfOpen.
 func (e *OpenError) State() State { return e.state }
 
+// Error returns "circuitbreaker: ", the breaker's name and ": " if it has
+// one, and the state, such as "circuitbreaker: payments: open".
 func (e *OpenError) Error() string {
 	if e.name == "" {
 		return "circuitbreaker: " + e.state.String()
@@ -121,26 +81,28 @@ func (e *OpenError) Is(target error) bool {
 // RetryAfter returns how long from now until the breaker admits a call again:
 // the rest of the break while Open, and until a silent probe's slot is given
 // to another call while HalfOpen. It is zero once that time has passed.
+// RetryAfter reads the clock and changes nothing.
 func (e *OpenError) RetryAfter() time.Duration {
 	if e.ep == nil {
 		return 0
 	}
-	d := time.Duration(e.ep.readyAt.Load()) - e.b.now()
-	if d > 0 {
-		return d
-	}
-	if e.ep.elapsed != nil {
-		// The break is over: let the next call check the clock even if
-		// the break's timer has not fired yet.
-		e.ep.elapsed.Store(true)
-	}
-	return 0
+	return e.retryAfter(e.b.now())
+}
+
+// retryAfter is RetryAfter at now, on the breaker's clock.
+func (e *OpenError) retryAfter(now time.Duration) time.Duration {
+	return max(time.Duration(e.ep.readyAt.Load())-now, 0)
 }
 
 // Transition describes a change of a Breaker's state; see [WithOnStateChange].
 type Transition struct {
-	Name     string
+	// Name is the breaker's name (see [WithName]).
+	Name string
+	// From is the state the breaker left, To the one it entered.
 	From, To State
+	// Cause is why: the rule that tripped the breaker, the probes' outcome,
+	// the end of the break, or the method an operator called.
+	Cause resilience.Cause
 	// Generation numbers the breaker's state changes from 1; observers see
 	// them in increasing order.
 	Generation uint64
@@ -153,6 +115,7 @@ type Transition struct {
 
 // Metrics is a snapshot of a Breaker; see [Breaker.Metrics].
 type Metrics struct {
+	// State is the breaker's state.
 	State State
 	// Calls, Failures and SlowCalls count the outcomes in the window: the
 	// live window while Closed or MetricsOnly, the window that tripped the
@@ -173,7 +136,7 @@ type Metrics struct {
 // dependency can recover and callers fail fast. Make one with [New], one per
 // dependency, and share it: a Breaker is safe for concurrent use. Most callers
 // want [Breaker.Do]; [Breaker.Allow] serves code that cannot pass a closure.
-// The zero value is not usable.
+// The zero value is not usable: its methods panic, saying to use New.
 //
 // In the closed state a success takes no lock: it loads the state and counts
 // itself in a striped counter. Each state lives in an epoch of
@@ -192,95 +155,29 @@ type Breaker struct {
 	mu sync.Mutex
 	// Guarded by mu:
 	gen        uint64
-	reopens    int          // consecutive re-opens since the breaker last closed
-	events     []Transition // changes not yet delivered to cfg.observe
+	reopens    int      // consecutive re-opens since the breaker last closed
+	events     []change // changes not yet delivered to the observers
 	delivering bool
+}
+
+// change is a transition queued for the observers, and when it happened.
+type change struct {
+	t  Transition
+	at time.Duration // on the breaker's clock
 }
 
 var _ resilience.Policy = (*Breaker)(nil)
 
-// timerLead is how early, at most, the timer of an open breaker fires.
-const timerLead = 10 * time.Millisecond
-
-// epoch is one stay in one state.
-type epoch struct {
-	state State
-
-	// Closed and MetricsOnly: the live window (exactly one is set).
-	cw   *countWindow
-	tw   *timeWindow
-	done func(error) // the done func that Allow hands out
-	_    [64]byte    // keeps consec, written on failures, off the line every call reads
-	// consec counts failures since the last success.
-	consec atomic.Int64
-	_      [56]byte
-
-	// Open, HalfOpen and ForcedOpen: the window that tripped the breaker.
-	frozen counts
-	// rejBase is what b.rejections held when the epoch's window began.
-	rejBase int64
-
-	// Open and HalfOpen.
-	err      error         // the rejection
-	breakDur time.Duration // the break that led here
-	readyAt  atomic.Int64  // when a call may be admitted again, on b.now()
-	elapsed  *atomic.Bool  // Open: the break is (nearly) over; check the clock
-	timer    *time.Timer   // Open: sets elapsed, and holds nothing else
-
-	// HalfOpen, guarded by b.mu: the probes out, oldest first, and the
-	// successes so far.
-	probes    []probe
-	tickets   uint64
-	successes int
-}
-
-// counts returns the epoch's window totals at now: the live window's, or the
-// frozen ones of the window that tripped the breaker.
-func (ep *epoch) counts(now time.Duration) counts {
-	switch {
-	case ep.cw != nil:
-		return ep.cw.counts()
-	case ep.tw != nil:
-		return ep.tw.countsAt(now)
-	}
-	return ep.frozen
-}
-
-// probe is a half-open probe that has not reported yet.
-type probe struct {
-	ticket uint64
-	at     time.Duration // when it was admitted
-}
-
-// permit is a call the breaker admitted, to be recorded in its epoch.
-type permit struct {
-	ep     *epoch
-	ticket uint64        // HalfOpen: the probe's ticket
-	start  time.Duration // when slow calls are measured
-}
-
 // New returns a closed Breaker configured by opts. With no options it trips
 // when at least half of the last 100 calls failed, counting once 20 calls are
 // recorded; stays open 5s, doubling on each re-open up to 60s; and closes
-// after 3 successful probes. New panics if an option is out of range.
+// after 3 successful probes. New panics if an option is nil or out of range,
+// or if a WithFailureRate minimum exceeds the count window.
 func New(opts ...Option) *Breaker {
-	cfg := defaultConfig()
-	for _, o := range opts {
-		o.apply(&cfg)
-	}
-	if cfg.consecutive > 0 && !cfg.rateSet {
-		cfg.ratePPM = 0 // consecutive failures replace the failure-rate rule
-	}
-	if cfg.countSize > 0 && cfg.minCalls > cfg.countSize && !cfg.rateSet {
-		cfg.minCalls = cfg.countSize // the default minimum, in a smaller window
-	}
-	if cfg.countSize > 0 && cfg.minCalls > cfg.countSize && (cfg.ratePPM > 0 || cfg.slowPPM > 0) {
-		panic(fmt.Sprintf("circuitbreaker: WithFailureRate minimum of %d calls exceeds WithCountWindow(%d): the breaker could never trip",
-			cfg.minCalls, cfg.countSize))
-	}
+	cfg := newConfig(opts)
 	b := &Breaker{cfg: cfg, start: time.Now(), rejections: stripe.NewCounter(), jitter: rand.Float64}
 	b.mu.Lock()
-	b.setLocked(Closed, 0, 0)
+	b.setLocked(Closed, 0, 0, 0)
 	b.mu.Unlock()
 	return b
 }
@@ -290,7 +187,20 @@ func New(opts ...Option) *Breaker {
 func discard(error) {}
 
 // Name returns the breaker's name.
-func (b *Breaker) Name() string { return b.cfg.name }
+func (b *Breaker) Name() string {
+	b.load()
+	return b.cfg.name
+}
+
+// load returns the current epoch, and panics on a zero Breaker, which has
+// none.
+func (b *Breaker) load() *epoch {
+	ep := b.cur.Load()
+	if ep == nil {
+		panic("circuitbreaker: zero Breaker; use New")
+	}
+	return ep
+}
 
 // now reads the breaker's monotonic clock.
 func (b *Breaker) now() time.Duration { return time.Since(b.start) }
@@ -305,41 +215,48 @@ func (b *Breaker) now() time.Duration { return time.Since(b.start) }
 // of the breaker's own call, such as that of a timeout policy inside it, is the
 // dependency not answering in time: a failure.
 func (b *Breaker) Do(ctx context.Context, op resilience.Op) error {
+	if op == nil {
+		panic("circuitbreaker: Breaker.Do: nil Op")
+	}
 	if err := ctx.Err(); err != nil {
+		b.load() // a zero Breaker panics all the same
 		return err
 	}
-	p := permit{ep: b.cur.Load()}
+	p := permit{ep: b.load()}
 	switch p.ep.state {
 	case Closed, MetricsOnly:
-		if b.cfg.slowAfter > 0 {
+		if b.cfg.timed {
 			p.start = b.now()
 		}
 	case Disabled:
-		return op(ctx)
+		if b.cfg.observer == nil {
+			return op(ctx)
+		}
+		p.start = b.now()
 	case ForcedOpen:
 		b.rejections.Add(1)
-		return ErrForcedOpen
+		return b.rejected(ctx, ErrForcedOpen)
 	case Open:
 		if !p.ep.elapsed.Load() {
 			b.rejections.Add(1)
-			return p.ep.err
+			return b.rejected(ctx, p.ep.err)
 		}
 		fallthrough
 	default:
 		var err error
-		if p, err = b.admit(); err != nil {
-			b.deliver()
-			return err
+		if p, err = b.admit(b.now()); err != nil {
+			b.deliver(ctx)
+			return b.rejected(ctx, err)
 		}
-		if p.ep.state == Disabled {
-			b.deliver()
+		b.deliverHolding(ctx, p)
+		if p.ep.state == Disabled && b.cfg.observer == nil {
 			return op(ctx)
 		}
 	}
 	finished := false
 	defer func() {
 		if !finished { // op panicked: count it, and leave the delivery of
-			b.record(p, Failure) // any transition to a later call
+			b.finish(p, Failure) // any transition to a later call
 		}
 	}()
 	err := op(ctx)
@@ -351,8 +268,11 @@ func (b *Breaker) Do(ctx context.Context, op resilience.Op) error {
 			o = b.classify(err)
 		}
 	}
-	b.record(p, o)
-	b.deliver()
+	b.finish(p, o)
+	if b.cfg.observer != nil {
+		b.observeCall(ctx, o, err, p.start)
+	}
+	b.deliver(ctx)
 	return err
 }
 
@@ -363,33 +283,38 @@ func (b *Breaker) Do(ctx context.Context, op resilience.Op) error {
 // cancellation is recognised only by the classifier (the default ignores
 // context.Canceled). If the breaker rejects the call, Allow returns the same
 // error Do would. Allow allocates nothing in the closed state unless slow
-// calls are measured.
+// calls are measured or the breaker has an observer ([WithObserver]), which
+// the events of Allow's calls reach with context.Background(): done then
+// carries the call's start.
 func (b *Breaker) Allow() (done func(error), err error) {
-	p := permit{ep: b.cur.Load()}
+	p := permit{ep: b.load()}
 	switch p.ep.state {
 	case Closed, MetricsOnly:
-		if b.cfg.slowAfter == 0 {
+		if !b.cfg.timed {
 			return p.ep.done, nil
 		}
 		p.start = b.now()
 	case Disabled:
-		return discard, nil
+		if b.cfg.observer == nil {
+			return discard, nil
+		}
+		p.start = b.now()
 	case ForcedOpen:
 		b.rejections.Add(1)
-		return nil, ErrForcedOpen
+		return nil, b.rejected(context.Background(), ErrForcedOpen)
 	case Open:
 		if !p.ep.elapsed.Load() {
 			b.rejections.Add(1)
-			return nil, p.ep.err
+			return nil, b.rejected(context.Background(), p.ep.err)
 		}
 		fallthrough
 	default:
-		if p, err = b.admit(); err != nil {
-			b.deliver()
-			return nil, err
+		if p, err = b.admit(b.now()); err != nil {
+			b.deliver(context.Background())
+			return nil, b.rejected(context.Background(), err)
 		}
-		b.deliverHolding(p)
-		if p.ep.state == Disabled {
+		b.deliverHolding(context.Background(), p)
+		if p.ep.state == Disabled && b.cfg.observer == nil {
 			return discard, nil
 		}
 	}
@@ -398,10 +323,46 @@ func (b *Breaker) Allow() (done func(error), err error) {
 	var once atomic.Bool
 	return func(err error) {
 		if once.CompareAndSwap(false, true) {
-			b.record(p, b.classify(err))
-			b.deliver()
+			o := b.classify(err)
+			b.finish(p, o)
+			if b.cfg.observer != nil {
+				b.observeCall(context.Background(), o, err, p.start)
+			}
+			b.deliver(context.Background())
 		}
 	}, nil
+}
+
+// rejected returns err, the rejection of a call, once the observer, if
+// any, has seen it.
+func (b *Breaker) rejected(ctx context.Context, err error) error {
+	if b.cfg.observer != nil {
+		b.observeRejection(ctx, err)
+	}
+	return err
+}
+
+// observeRejection tells the observer of the rejection err, with its
+// retry-after hint.
+func (b *Breaker) observeRejection(ctx context.Context, err error) {
+	now := b.now()
+	var delay time.Duration
+	if oe, ok := err.(*OpenError); ok {
+		delay = oe.retryAfter(now)
+	}
+	b.cfg.observer.Observe(ctx, resilience.Event{Time: b.start.Add(now), Policy: resilience.PolicyCircuitBreaker,
+		Name: b.cfg.name, Kind: resilience.Rejected, Delay: delay, Err: err})
+}
+
+// outcomeKinds maps an Outcome to the kind of the event that ends the call.
+var outcomeKinds = [...]resilience.EventKind{Success: resilience.Success, Failure: resilience.Failure, Ignore: resilience.Ignored}
+
+// observeCall tells the observer that a call admitted at start ended with
+// err, which counted as o.
+func (b *Breaker) observeCall(ctx context.Context, o Outcome, err error, start time.Duration) {
+	now := b.now()
+	b.cfg.observer.Observe(ctx, resilience.Event{Time: b.start.Add(now), Policy: resilience.PolicyCircuitBreaker,
+		Name: b.cfg.name, Kind: outcomeKinds[o], Duration: now - start, Err: err})
 }
 
 // DefaultClassifier is the classification a Breaker uses unless
@@ -433,258 +394,45 @@ func (b *Breaker) classify(err error) Outcome {
 	return Failure
 }
 
-// admit decides, under the lock, on a call that the fast path could not
-// admit: the break may be over, the breaker may be half-open, or its state
-// may have just changed. It queues transitions without delivering them: the
-// caller delivers once it holds nothing an observer's panic could leak.
-func (b *Breaker) admit() (permit, error) {
-	now := b.now()
-	b.mu.Lock()
-	ep := b.advanceLocked(now)
-	p := permit{ep: ep, start: now}
-	var err error
-	switch ep.state {
-	case Closed, MetricsOnly, Disabled:
-	case HalfOpen:
-		if len(ep.probes) == b.cfg.probes {
-			if now < time.Duration(ep.readyAt.Load()) {
-				err = ep.err
-				break
-			}
-			// The oldest probe has been silent for a whole break: count it
-			// as lost and give its slot to this call, so that a hung probe
-			// cannot keep the breaker half-open for ever.
-			ep.probes = append(ep.probes[:0], ep.probes[1:]...)
-		}
-		ep.tickets++
-		p.ticket = ep.tickets
-		ep.probes = append(ep.probes, probe{ticket: ep.tickets, at: now})
-		ep.readyAt.Store(int64(ep.probes[0].at + ep.breakDur))
-	default:
-		err = ep.err
-	}
-	if err != nil {
-		b.rejections.Add(1)
-	}
-	b.mu.Unlock()
-	return p, err
-}
-
-// advanceLocked moves an open breaker whose break is over to HalfOpen, and
-// returns the current epoch.
-func (b *Breaker) advanceLocked(now time.Duration) *epoch {
-	ep := b.cur.Load()
-	if ep.state == Open && now >= time.Duration(ep.readyAt.Load()) {
-		ep = b.setLocked(HalfOpen, ep.breakDur, now)
-	}
-	return ep
-}
-
-// record counts the outcome of an admitted call.
-func (b *Breaker) record(p permit, o Outcome) {
+// finish records outcome o of the call that p admitted: it is record, on the
+// fast path. In a closed epoch it reads the clock only if the window or the
+// slow-call rule needs the time, or the outcome trips the breaker: a count
+// window records without it.
+func (b *Breaker) finish(p permit, o Outcome) {
 	switch p.ep.state {
 	case Closed, MetricsOnly:
-		b.recordClosed(p, o)
-	case HalfOpen:
-		b.recordProbe(p, o)
-	}
-}
-
-func (b *Breaker) recordClosed(p permit, o Outcome) {
-	if o == Ignore {
-		return
-	}
-	ep := p.ep
-	var code uint32
-	if o == Failure {
-		code = failBit
-	}
-	var now time.Duration
-	if b.cfg.slowAfter > 0 || ep.tw != nil {
-		now = b.now()
-		if b.cfg.slowAfter > 0 && now-p.start >= b.cfg.slowAfter {
-			code |= slowBit
+		if o == Ignore {
+			return
 		}
-	}
-	trip := false
-	if o == Failure {
-		n := ep.consec.Add(1)
-		trip = b.cfg.consecutive > 0 && n >= b.cfg.consecutive
-	} else if ep.consec.Load() != 0 {
-		ep.consec.Store(0)
-	}
-	var c counts
-	switch {
-	case code == 0 && ep.cw != nil:
-		if ep.cw.success() {
-			c = ep.cw.add(0, true)
+		var now time.Duration
+		if b.cfg.clocked {
+			now = b.now()
 		}
-	case code == 0:
-		if ep.tw.success(now) {
-			c = ep.tw.add(now, 0)
-		}
-	case ep.cw != nil:
-		c = ep.cw.add(code, true)
-	default:
-		c = ep.tw.add(now, code)
-	}
-	if (trip || b.overThreshold(c)) && ep.state == Closed {
-		b.trip(ep)
-	}
-}
-
-// overThreshold reports whether the window's counts trip the breaker.
-func (b *Breaker) overThreshold(c counts) bool {
-	if c.calls == 0 || c.calls < b.cfg.minCalls {
-		return false
-	}
-	return (b.cfg.ratePPM > 0 && c.failures*1e6 >= b.cfg.ratePPM*c.calls) ||
-		(b.cfg.slowPPM > 0 && c.slow*1e6 >= b.cfg.slowPPM*c.calls)
-}
-
-// trip opens the breaker if ep is still the current epoch.
-func (b *Breaker) trip(ep *epoch) {
-	b.mu.Lock()
-	if b.cur.Load() == ep {
-		b.reopens = 0
-		b.setLocked(Open, b.breakDuration(), b.now())
-	}
-	b.mu.Unlock()
-}
-
-func (b *Breaker) recordProbe(p permit, o Outcome) {
-	now := b.now()
-	if b.cfg.slowAfter > 0 && o == Success && now-p.start >= b.cfg.slowAfter {
-		o = Failure
-	}
-	b.mu.Lock()
-	if ep := p.ep; b.cur.Load() == ep {
-		i := slices.IndexFunc(ep.probes, func(pr probe) bool { return pr.ticket == p.ticket })
-		if i >= 0 { // not a lost probe
-			ep.probes = slices.Delete(ep.probes, i, i+1)
-			if len(ep.probes) > 0 {
-				ep.readyAt.Store(int64(ep.probes[0].at + ep.breakDur))
+		if cause := b.count(p, o, now); cause != 0 {
+			if !b.cfg.clocked {
+				now = b.now()
 			}
-			switch o {
-			case Failure:
-				b.reopens++
-				b.setLocked(Open, b.breakDuration(), now)
-			case Success:
-				ep.successes++
-				if ep.successes >= b.cfg.probes {
-					b.reopens = 0
-					b.setLocked(Closed, 0, now)
-				}
-			}
+			b.trip(p.ep, now, cause)
 		}
-	}
-	b.mu.Unlock()
-}
-
-// windowMin is the number of calls from which a window's ratios are checked:
-// none when no ratio rule is on.
-func (b *Breaker) windowMin() int64 {
-	if b.cfg.ratePPM == 0 && b.cfg.slowPPM == 0 {
-		return 0
-	}
-	return b.cfg.minCalls
-}
-
-// breakDuration returns the next break: the base doubled once per
-// consecutive re-open, capped at the maximum, then spread by ±20% without
-// passing the maximum (the spread stays below it, so that breakers at the
-// maximum do not all end together).
-func (b *Breaker) breakDuration() time.Duration {
-	d := b.cfg.baseBreak
-	for i := 0; i < b.reopens && d < b.cfg.maxBreak; i++ {
-		if d > b.cfg.maxBreak/2 {
-			d = b.cfg.maxBreak
-			break
-		}
-		d *= 2
-	}
-	d = min(d, b.cfg.maxBreak)
-	lo := float64(d) * 0.8
-	hi := min(float64(d)*1.2, float64(b.cfg.maxBreak))
-	return time.Duration(lo + (hi-lo)*b.jitter())
-}
-
-// setLocked starts a new epoch in state s and queues the transition. For
-// Open, breakDur is the break; for HalfOpen, the break that preceded it.
-func (b *Breaker) setLocked(s State, breakDur, now time.Duration) *epoch {
-	old := b.cur.Load()
-	ep := &epoch{state: s, breakDur: breakDur}
-	switch s {
-	case Closed, MetricsOnly:
-		if b.cfg.countSize > 0 {
-			ep.cw = newCountWindow(b.cfg.countSize, b.windowMin())
-		} else {
-			ep.tw = newTimeWindow(b.cfg.span, b.cfg.buckets, b.windowMin(), now)
-		}
-		ep.done = func(err error) { b.record(permit{ep: ep}, b.classify(err)) }
-	case Open:
-		ep.err = &OpenError{name: b.cfg.name, state: Open, b: b, ep: ep}
-		ep.readyAt.Store(int64(addSat(now, breakDur)))
-		// The timer fires a little early, so that the flag is surely set
-		// when the break ends; from then on calls take the slow path,
-		// which compares the clock with readyAt exactly. It holds the flag
-		// alone, so that a long break keeps no breaker alive.
-		elapsed := new(atomic.Bool)
-		ep.elapsed = elapsed
-		ep.timer = time.AfterFunc(breakDur-min(breakDur/2, timerLead), func() { elapsed.Store(true) })
 	case HalfOpen:
-		ep.err = &OpenError{name: b.cfg.name, state: HalfOpen, b: b, ep: ep}
-		ep.probes = make([]probe, 0, b.cfg.probes)
-	case ForcedOpen:
-		ep.err = ErrForcedOpen
+		b.recordProbe(p, o, b.now())
 	}
-	switch {
-	case old == nil, s == Closed, s == MetricsOnly, s == Disabled:
-		ep.rejBase = b.rejections.Sum() // a new window
-	default:
-		ep.rejBase = old.rejBase // the window that tripped goes on
-	}
-	if old == nil { // New
-		b.cur.Store(ep)
-		return ep
-	}
-	if old.timer != nil {
-		old.timer.Stop()
-	}
-	left := b.metricsOf(old, now)
-	if s == Open || s == HalfOpen || s == ForcedOpen {
-		ep.frozen = counts{calls: left.Calls, failures: left.Failures, slow: left.SlowCalls}
-	}
-	b.gen++
-	b.cur.Store(ep)
-	if b.cfg.observe != nil {
-		t := Transition{Name: b.cfg.name, From: old.state, To: s, Generation: b.gen, Metrics: left}
-		if s == Open {
-			t.Break = breakDur
-		}
-		b.events = append(b.events, t)
-		b.pending.Store(int32(len(b.events)))
-	}
-	return ep
 }
 
-// addSat returns a+b, or the largest duration if that overflows.
-func addSat(a, b time.Duration) time.Duration {
-	if b > 0 && a > math.MaxInt64-b {
-		return math.MaxInt64
+// deliver hands queued transitions to the observers, in order, outside the
+// lock, with ctx, the ctx of the call that delivers them. One goroutine
+// delivers at a time; the others leave their transitions to it. If an
+// observer panics, deliver hands them the rest of the queue and then
+// panics with the first value; if one exits its goroutine, the rest stays
+// queued for the next call.
+func (b *Breaker) deliver(ctx context.Context) {
+	if b.pending.Load() != 0 { // inlined: most calls have nothing to deliver
+		b.deliverQueued(ctx)
 	}
-	return a + b
 }
 
-// deliver hands queued transitions to the observer, in order, outside the
-// lock. One goroutine delivers at a time; the others leave their transitions
-// to it. If the observer panics, deliver hands it the rest of the queue and
-// then panics with the first value; if it exits its goroutine, the rest
-// stays queued for the next call.
-func (b *Breaker) deliver() {
-	if b.pending.Load() == 0 {
-		return
-	}
+// deliverQueued is deliver once a transition is queued.
+func (b *Breaker) deliverQueued(ctx context.Context) {
 	b.mu.Lock()
 	if b.delivering {
 		b.mu.Unlock()
@@ -701,12 +449,12 @@ func (b *Breaker) deliver() {
 	}()
 	var panicked any
 	for len(b.events) > 0 {
-		t := b.events[0]
+		c := b.events[0]
 		b.events = b.events[1:]
 		b.pending.Store(int32(len(b.events)))
 		b.mu.Unlock()
 		locked = false
-		if v := b.observe(t); v != nil && panicked == nil {
+		if v := b.observe(ctx, c); v != nil && panicked == nil {
 			panicked = v
 		}
 		b.mu.Lock()
@@ -718,67 +466,67 @@ func (b *Breaker) deliver() {
 	}
 }
 
-// deliverHolding delivers while the caller holds permit p: if the observer
+// deliverHolding delivers while the caller holds permit p: if an observer
 // panics or exits, p is given back before the panic goes on.
-func (b *Breaker) deliverHolding(p permit) {
+func (b *Breaker) deliverHolding(ctx context.Context, p permit) {
 	ok := false
 	defer func() {
 		if !ok {
-			b.record(p, Ignore)
+			b.finish(p, Ignore)
 		}
 	}()
-	b.deliver()
+	b.deliver(ctx)
 	ok = true
 }
 
-// observe calls the observer and returns what it panicked with.
-func (b *Breaker) observe(t Transition) (panicked any) {
+// observe hands c to the observers and returns what the first that
+// panicked panicked with.
+func (b *Breaker) observe(ctx context.Context, c change) (panicked any) {
+	if f := b.cfg.onChange; f != nil {
+		panicked = catch(func() { f(c.t) })
+	}
+	if o := b.cfg.observer; o != nil {
+		e := resilience.Event{Time: b.start.Add(c.at), Policy: resilience.PolicyCircuitBreaker, Name: c.t.Name,
+			Kind: resilience.StateChange, Delay: c.t.Break, From: c.t.From.String(), To: c.t.To.String(), Cause: c.t.Cause}
+		if v := catch(func() { o.Observe(ctx, e) }); panicked == nil {
+			panicked = v
+		}
+	}
+	return panicked
+}
+
+// catch calls f and returns what it panicked with.
+func catch(f func()) (panicked any) {
 	defer func() { panicked = recover() }()
-	b.cfg.observe(t)
+	f()
 	return nil
 }
 
 // State returns the breaker's state. An Open breaker whose break is over
 // becomes HalfOpen here.
 func (b *Breaker) State() State {
-	ep := b.cur.Load()
+	ep := b.load()
 	if ep.state == Open {
-		ep, _ = b.current()
+		ep = b.advance(b.now())
+		b.deliver(context.Background())
 	}
 	return ep.state
 }
 
-// current returns the current epoch, moving an Open breaker whose break is
-// over to HalfOpen, and the time it read.
-func (b *Breaker) current() (*epoch, time.Duration) {
-	now := b.now()
-	b.mu.Lock()
-	ep := b.advanceLocked(now)
-	b.mu.Unlock()
-	b.deliver()
-	return ep, now
-}
-
-// Metrics returns a snapshot of the breaker's state and counts.
+// Metrics returns a snapshot of the breaker's state and counts. An Open
+// breaker whose break is over becomes HalfOpen here.
 func (b *Breaker) Metrics() Metrics {
-	return b.metricsOf(b.current())
-}
-
-func (b *Breaker) metricsOf(ep *epoch, now time.Duration) Metrics {
-	m := Metrics{State: ep.state, Rejections: b.rejections.Sum() - ep.rejBase}
-	c := ep.counts(now)
-	m.Calls, m.Failures, m.SlowCalls = c.calls, c.failures, c.slow
-	m.ConsecutiveFailures = ep.consec.Load()
+	b.load()
+	m := b.metrics(b.now())
+	b.deliver(context.Background())
 	return m
 }
 
 // set moves the breaker to state s by hand.
 func (b *Breaker) set(s State) {
-	b.mu.Lock()
-	b.reopens = 0
-	b.setLocked(s, 0, b.now())
-	b.mu.Unlock()
-	b.deliver()
+	b.load()
+	b.setState(s, b.now())
+	b.deliver(context.Background())
 }
 
 // Reset closes the breaker with an empty window and the base break duration,
@@ -805,20 +553,7 @@ func (b *Breaker) MetricsOnly() { b.set(MetricsOnly) }
 // breaker turns half-open as after any break, and the next break duration is
 // unchanged.
 func (b *Breaker) OpenFor(d time.Duration) {
-	if d <= 0 {
-		return
-	}
-	now := b.now()
-	b.mu.Lock()
-	ep := b.advanceLocked(now)
-	switch ep.state {
-	case Closed, HalfOpen:
-		b.setLocked(Open, d, now)
-	case Open:
-		if time.Duration(ep.readyAt.Load()) < addSat(now, d) {
-			b.setLocked(Open, d, now)
-		}
-	}
-	b.mu.Unlock()
-	b.deliver()
+	b.load()
+	b.openFor(d, b.now())
+	b.deliver(context.Background())
 }

@@ -30,20 +30,22 @@ func TestMetricsRacingASuccessDoesNotSwallowATrip(t *testing.T) {
 		_ = b.Do(context.Background(), fail)
 	}
 	ep := b.cur.Load()
+	w := ep.win.(*countWindow)
 	// The 20th call, a success, has counted itself...
-	ep.cw.hits.Add(1)
+	w.hits.Add(1)
 	// ...when Metrics runs on another goroutine...
 	m := b.Metrics()
 	assert.Equal(t, int64(20), m.Calls)
 	// ...and then it asks whether it must check the thresholds.
-	require.True(t, !ep.cw.reached.Load(), "Metrics marked the minimum as reached: the success would skip its check")
-	b.recordClosed(permit{ep: ep}, Success)
+	require.True(t, !w.reached.Load(), "Metrics marked the minimum as reached: the success would skip its check")
+	b.record(permit{ep: ep}, Success, b.now())
 	assert.Equal(t, Open, b.cur.Load().state, "10 of 20 failed")
 }
 
-// A break whose timer has not fired is still over at its time: RetryAfter
-// says zero, and the next call is admitted.
-func TestLateTimerDoesNotHideTheEndOfABreak(t *testing.T) {
+// RetryAfter is a getter: it changes nothing in the breaker, not even once
+// the break is over and the breaker has not seen it yet because the break's
+// timer runs late. State, which reads the clock, moves the breaker on.
+func TestRetryAfterChangesNothing(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := New(WithConsecutiveFailures(1))
 		_ = b.Do(context.Background(), fail)
@@ -54,15 +56,22 @@ func TestLateTimerDoesNotHideTheEndOfABreak(t *testing.T) {
 		require.ErrorAs(t, b.Do(context.Background(), ok), &oe)
 		time.Sleep(oe.RetryAfter())
 
-		err := b.Do(context.Background(), ok)
-		require.ErrorIs(t, err, ErrOpen, "without the timer's flag the fast path still rejects")
-		assert.Zero(t, oe.RetryAfter(), "but the hint says the break is over")
-		assert.NoError(t, b.Do(context.Background(), ok), "and after it said so, the next call is admitted")
+		rejections := b.rejections.Sum()
+		for range 3 {
+			assert.Zero(t, oe.RetryAfter(), "the break is over")
+		}
+		assert.Same(t, ep, b.cur.Load(), "the breaker is in the same epoch")
+		assert.False(t, ep.elapsed.Load(), "RetryAfter told the fast path the break is over")
+		assert.Equal(t, rejections, b.rejections.Sum())
+		require.ErrorIs(t, b.Do(context.Background(), ok), ErrOpen, "without the timer's flag the fast path still rejects")
+
+		assert.Equal(t, HalfOpen, b.State(), "State reads the clock")
+		assert.NoError(t, b.Do(context.Background(), ok), "and the next call is admitted")
 	})
 }
 
-// An observer that panics while a half-open probe is admitted does not keep
-// the probe's slot.
+// An observer that panics while a half-open probe is admitted, by Do or by
+// Allow, does not keep the probe's slot.
 func TestObserverPanicDoesNotLeakAProbe(t *testing.T) {
 	for _, twoStep := range []bool{false, true} {
 		synctest.Test(t, func(t *testing.T) {
@@ -85,14 +94,10 @@ func TestObserverPanicDoesNotLeakAProbe(t *testing.T) {
 				}
 			})
 			panicOn.Store(State(-1))
-			if !twoStep {
-				// Do delivers after its probe: the probe ran and closed
-				// the breaker before the observer panicked.
-				assert.Equal(t, Closed, b.State())
-				return
-			}
+			// Do and Allow deliver the change to HalfOpen before the
+			// probe runs: it did not run.
 			require.Equal(t, HalfOpen, b.State())
-			assert.NoError(t, b.Do(context.Background(), ok), "the probe slot Allow took was given back")
+			assert.NoError(t, b.Do(context.Background(), ok), "the probe slot was given back")
 			assert.Equal(t, Closed, b.State())
 		})
 	}

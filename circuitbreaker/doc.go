@@ -29,9 +29,10 @@
 // once; a probe that never reports does not keep the breaker half-open, as a
 // new probe slot opens after another break. A break's end needs no
 // background goroutine: a timer sets a flag shortly before it, and the next
-// call compares the clock and moves the breaker on. [OpenError.RetryAfter],
-// State and Metrics read the clock, so they see the end of a break even
-// when the timer runs late.
+// call compares the clock and moves the breaker on. [Breaker.State] and
+// [Breaker.Metrics] read the clock, so they move the breaker on even when
+// the timer runs late; [OpenError.RetryAfter] reads it too, and changes
+// nothing.
 //
 // The caller's own cancellation is never a failure: an error returned once
 // the caller's ctx is done, cancelled or past its deadline, is ignored and
@@ -50,6 +51,21 @@
 // rejecting, to watch a configuration before enforcing it; [Breaker.Reset]
 // closes the breaker again. [Breaker.OpenFor] opens it for a time given from
 // outside, such as the Retry-After of an HTTP 429 or 503 response.
+//
+// # Observing
+//
+// [WithObserver] tells a [resilience.Observer], such as
+// [resilience.SlogObserver] or a metrics exporter, how each call ended (a
+// Success, Failure, Ignored or Rejected event, with how long it took; a
+// rejection's retry-after hint in Delay), and of each change of state: a
+// StateChange event with the states' names and its [resilience.Cause], the
+// rule that tripped the breaker (failure rate, slow-call rate, consecutive
+// failures), the probes' outcome, the end of a break, or the method an
+// operator called. Changes are told in order, with no lock held, so the
+// observer may read the breaker. [WithOnStateChange] sees the same changes
+// as [Transition]s, which add the window's metrics as the breaker left it.
+// A breaker with no observer builds no event, and with one a call
+// allocates nothing more.
 //
 // # Cost
 //

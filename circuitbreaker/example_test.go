@@ -113,3 +113,36 @@ func ExampleBreaker_OpenFor() {
 	// circuitbreaker: search: open
 	// retry after the server's 30s: true
 }
+
+// WithObserver tells one observer of every call and every change of state,
+// with its cause. A real program hands the events to
+// resilience.SlogObserver or a metrics exporter.
+func ExampleWithObserver() {
+	b := circuitbreaker.New(
+		circuitbreaker.WithName("inventory"),
+		circuitbreaker.WithConsecutiveFailures(2),
+		circuitbreaker.WithObserver(resilience.ObserverFunc(func(_ context.Context, e resilience.Event) {
+			if e.Kind == resilience.StateChange {
+				fmt.Printf("%s: %s -> %s (%s)\n", e.Name, e.From, e.To, e.Cause)
+				return
+			}
+			fmt.Printf("%s: %s: %v\n", e.Name, e.Kind, e.Err)
+		})),
+	)
+	ctx := context.Background()
+	down := errors.New("connection refused")
+
+	_ = b.Do(ctx, func(context.Context) error { return nil })
+	for range 2 {
+		_ = b.Do(ctx, func(context.Context) error { return down })
+	}
+	_ = b.Do(ctx, func(context.Context) error { return nil })
+	b.Reset()
+	// Output:
+	// inventory: success: <nil>
+	// inventory: failure: connection refused
+	// inventory: failure: connection refused
+	// inventory: closed -> open (consecutive failures)
+	// inventory: rejected: circuitbreaker: inventory: open
+	// inventory: open -> closed (reset)
+}

@@ -8,8 +8,9 @@ import (
 	"time"
 )
 
-// FuzzBreaker drives a breaker with the operations the input spells out and
-// checks its invariants after each: never more half-open probes out than
+// FuzzBreaker drives a breaker with the operations the input spells out,
+// through its exported methods and through the state machine's, and checks
+// its invariants after each: never more half-open probes out than
 // configured; never closed, right after recording an outcome, while the
 // window is over a threshold; counts never negative.
 func FuzzBreaker(f *testing.F) {
@@ -63,7 +64,7 @@ func fuzzBreaker(t *testing.T, data []byte) {
 			return
 		}
 		c := ep.counts(b.now())
-		if b.overThreshold(c) {
+		if b.cfg.overThreshold(c) != 0 {
 			t.Fatalf("closed right after an outcome while over a threshold: %+v", c)
 		}
 		if b.cfg.consecutive > 0 && ep.consec.Load() >= b.cfg.consecutive {
@@ -117,8 +118,16 @@ func fuzzBreaker(t *testing.T, data []byte) {
 			err := outcome(arg)
 			_ = b.Do(context.Background(), func(context.Context) error { time.Sleep(2 * time.Second); return err })
 			checkRecorded(ep, err)
-		default:
+		case 6:
 			_ = b.State()
+		default:
+			// A call admitted and recorded by the state machine's own
+			// methods, given the time.
+			p, err := b.admit(b.now())
+			b.deliver(context.Background())
+			if err == nil {
+				permits = append(permits, out{func(err error) { b.record(p, b.classify(err), b.now()) }, p.ep})
+			}
 		}
 
 		m := b.Metrics()

@@ -3,19 +3,26 @@ package circuitbreaker
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"pgregory.net/rapid"
+
+	"github.com/resilience-go/resilience"
 )
 
 // refModel is a plain, sequential statement of the breaker's rules: the
 // window is the list of outcomes, and every decision is recomputed from it.
-// The model test runs it beside a Breaker and requires that they agree.
+// The model test runs it beside a Breaker and requires that they agree. It
+// shares with the Breaker only the configuration (normalized as New
+// normalizes it) and the configuration's rules: the thresholds and the break
+// durations.
 type refModel struct {
 	cfg     config
 	jitter  float64
+	inView  func(e refEntry, i, n int, now time.Duration) bool // the window's rule
 	state   State
 	gen     int
 	reopens int
@@ -33,6 +40,9 @@ type refModel struct {
 	successes         int
 
 	rejections int64
+
+	// changes lists the transitions, as the breaker's observer sees them.
+	changes []resilience.Event
 }
 
 type refEntry struct {
@@ -48,32 +58,28 @@ type refPermit struct {
 }
 
 func newRefModel(cfg config, jitter float64) *refModel {
-	if cfg.consecutive > 0 && !cfg.rateSet {
-		cfg.ratePPM = 0 // consecutive failures alone replace the rate rule
+	m := &refModel{cfg: cfg, jitter: jitter, state: Closed}
+	// The window's rule, stated for each kind of window: entry e, the i-th
+	// of n recorded, is in the window at now.
+	switch w := cfg.window.(type) {
+	case countKind:
+		m.inView = func(_ refEntry, i, n int, _ time.Duration) bool { return i >= n-int(w.size) }
+	case timeKind:
+		width := w.span / time.Duration(w.buckets)
+		m.inView = func(e refEntry, _, _ int, now time.Duration) bool {
+			return int64(e.at/width) > int64(now/width)-w.buckets
+		}
 	}
-	if cfg.countSize > 0 && !cfg.rateSet {
-		cfg.minCalls = min(cfg.minCalls, cfg.countSize) // the default minimum fits the window
-	}
-	return &refModel{cfg: cfg, jitter: jitter, state: Closed}
+	return m
 }
 
 // window returns the counts of the outcomes in the window at now.
 func (m *refModel) window(now time.Duration) counts {
-	var in []refEntry
-	if m.cfg.countSize > 0 {
-		in = m.entries[max(0, len(m.entries)-int(m.cfg.countSize)):]
-	} else {
-		width := m.cfg.span / time.Duration(m.cfg.buckets)
-		nowIdx := int64(now / width)
-		for _, e := range m.entries {
-			if int64(e.at/width) > nowIdx-m.cfg.buckets {
-				in = append(in, e)
-			}
-		}
-	}
 	var c counts
-	for _, e := range in {
-		c.add(e.code)
+	for i, e := range m.entries {
+		if m.inView(e, i, len(m.entries), now) {
+			c.add(e.code)
+		}
 	}
 	return c
 }
@@ -88,29 +94,13 @@ func (m *refModel) counts(now time.Duration) counts {
 	return m.frozen
 }
 
-func (m *refModel) tripped(c counts) bool {
-	minCalls := m.cfg.minCalls
-	return c.calls > 0 && c.calls >= minCalls &&
-		(m.cfg.ratePPM > 0 && c.failures*1e6 >= m.cfg.ratePPM*c.calls ||
-			m.cfg.slowPPM > 0 && c.slow*1e6 >= m.cfg.slowPPM*c.calls)
-}
-
-func (m *refModel) breakDuration() time.Duration {
-	d := m.cfg.baseBreak
-	for i := 0; i < m.reopens && d < m.cfg.maxBreak; i++ {
-		if d > m.cfg.maxBreak/2 {
-			d = m.cfg.maxBreak
-			break
-		}
-		d *= 2
+func (m *refModel) set(s State, breakDur, now time.Duration, cause resilience.Cause) {
+	e := resilience.Event{Policy: resilience.PolicyCircuitBreaker, Kind: resilience.StateChange,
+		From: m.state.String(), To: s.String(), Cause: cause}
+	if s == Open {
+		e.Delay = breakDur
 	}
-	d = min(d, m.cfg.maxBreak)
-	// ±20%, but never past the maximum.
-	lo, hi := 0.8*float64(d), min(1.2*float64(d), float64(m.cfg.maxBreak))
-	return time.Duration(lo + (hi-lo)*m.jitter)
-}
-
-func (m *refModel) set(s State, breakDur, now time.Duration) {
+	m.changes = append(m.changes, e)
 	m.frozen = m.counts(now)
 	m.state = s
 	m.gen++
@@ -127,7 +117,7 @@ func (m *refModel) set(s State, breakDur, now time.Duration) {
 
 func (m *refModel) advance(now time.Duration) {
 	if m.state == Open && now >= m.readyAt {
-		m.set(HalfOpen, m.breakDur, now)
+		m.set(HalfOpen, m.breakDur, now, resilience.BreakElapsed)
 	}
 }
 
@@ -185,10 +175,13 @@ func (m *refModel) done(p *refPermit, o Outcome, now time.Duration) {
 			code |= slowBit
 		}
 		m.entries = append(m.entries, refEntry{at: now, code: code})
-		trip := m.cfg.consecutive > 0 && m.consec >= m.cfg.consecutive || m.tripped(m.window(now))
-		if trip && m.state == Closed {
+		cause := m.cfg.overThreshold(m.window(now))
+		if m.cfg.consecutive > 0 && m.consec >= m.cfg.consecutive {
+			cause = resilience.ConsecutiveFailures
+		}
+		if cause != 0 && m.state == Closed {
 			m.reopens = 0
-			m.set(Open, m.breakDuration(), now)
+			m.set(Open, m.cfg.breakDuration(m.reopens, m.jitter), now, cause)
 		}
 	case HalfOpen:
 		i := -1
@@ -207,12 +200,12 @@ func (m *refModel) done(p *refPermit, o Outcome, now time.Duration) {
 		switch o {
 		case Failure:
 			m.reopens++
-			m.set(Open, m.breakDuration(), now)
+			m.set(Open, m.cfg.breakDuration(m.reopens, m.jitter), now, resilience.ProbeFailed)
 		case Success:
 			m.successes++
 			if m.successes >= m.cfg.probes {
 				m.reopens = 0
-				m.set(Closed, 0, now)
+				m.set(Closed, 0, now, resilience.ProbesSucceeded)
 			}
 		}
 	}
@@ -220,7 +213,11 @@ func (m *refModel) done(p *refPermit, o Outcome, now time.Duration) {
 
 func (m *refModel) manual(s State, now time.Duration) {
 	m.reopens = 0
-	m.set(s, 0, now)
+	cause := resilience.Forced
+	if s == Closed {
+		cause = resilience.Reset
+	}
+	m.set(s, 0, now, cause)
 }
 
 func (m *refModel) openFor(d, now time.Duration) {
@@ -230,10 +227,10 @@ func (m *refModel) openFor(d, now time.Duration) {
 	m.advance(now)
 	switch m.state {
 	case Closed, HalfOpen:
-		m.set(Open, d, now)
+		m.set(Open, d, now, resilience.OpenedFor)
 	case Open:
 		if m.readyAt < now+d {
-			m.set(Open, d, now)
+			m.set(Open, d, now, resilience.OpenedFor)
 		}
 	}
 }
@@ -246,7 +243,7 @@ func (m *refModel) metrics(now time.Duration) Metrics {
 
 // drawConfig draws the options of a small configuration, so that trips,
 // breaks and probes all happen within a few dozen actions, and returns them
-// with the configuration they make before New adjusts it.
+// with the configuration they make, as New makes it.
 func drawConfig(t *rapid.T) ([]Option, config) {
 	var opts []Option
 	rate := rapid.Bool().Draw(t, "failureRate")
@@ -274,11 +271,7 @@ func drawConfig(t *rapid.T) ([]Option, config) {
 	base := time.Duration(rapid.IntRange(1, 5).Draw(t, "base")) * time.Second
 	opts = append(opts, WithBreakDuration(base, base*time.Duration(rapid.IntRange(1, 4).Draw(t, "maxFactor"))),
 		WithHalfOpenProbes(rapid.IntRange(1, 3).Draw(t, "probes")))
-	cfg := defaultConfig()
-	for _, o := range opts {
-		o.apply(&cfg)
-	}
-	return opts, cfg
+	return opts, newConfig(opts)
 }
 
 var outcomes = []Outcome{Success, Failure, Ignore}
@@ -304,13 +297,25 @@ type modelPermit struct {
 
 // The Breaker and the model agree on every decision, state and count, over
 // random sequences of calls, outcomes, concurrent permits, clock advances
-// and manual transitions.
+// and manual transitions. The calls go through the state machine's methods
+// (admit, record, setState, openFor, advance, metrics), given the time, and
+// through the exported methods and their fast path, which read the clock:
+// in the synctest bubble both see the same time.
 func TestModel(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		rapid.Check(inBubble{t}, func(rt *rapid.T) {
 			opts, cfg := drawConfig(rt)
 			jitter := rapid.Float64Range(0, 1).Draw(rt, "jitter")
-			b := New(opts...)
+			// The observer keeps the state changes, without their times,
+			// to compare with the model's.
+			var changes []resilience.Event
+			observer := resilience.ObserverFunc(func(_ context.Context, e resilience.Event) {
+				if e.Kind == resilience.StateChange {
+					e.Time = time.Time{}
+					changes = append(changes, e)
+				}
+			})
+			b := New(append(opts, WithObserver(observer))...)
 			b.jitter = func() float64 { return jitter }
 			m := newRefModel(cfg, jitter)
 			var permits []modelPermit
@@ -327,8 +332,9 @@ func TestModel(t *testing.T) {
 				if !errors.As(err, &oe) || oe.State() != want {
 					rt.Fatalf("rejection %v, want an OpenError in state %v", err, want)
 				}
-				if got, wantAfter := oe.RetryAfter(), m.retryAfter(b.now()); got != wantAfter {
-					rt.Fatalf("RetryAfter %v, model %v", got, wantAfter)
+				now := b.now()
+				if got, wantAfter := oe.retryAfter(now), m.retryAfter(now); got != wantAfter || oe.RetryAfter() != got {
+					rt.Fatalf("RetryAfter %v (%v at the clock's now), model %v", got, oe.RetryAfter(), wantAfter)
 				}
 			}
 			actions := map[string]func(*rapid.T){
@@ -341,6 +347,26 @@ func TestModel(t *testing.T) {
 					if got, want := b.metricsOf(ep, now), m.metrics(now); got != want {
 						rt.Fatalf("metrics %+v, model %+v", got, want)
 					}
+					// The state machine's methods queue changes; deliver
+					// those the exported methods have not.
+					b.deliver(context.Background())
+					if !slices.Equal(changes, m.changes) {
+						rt.Fatalf("state changes\n%+v\nmodel\n%+v", changes, m.changes)
+					}
+				},
+				"admit": func(rt *rapid.T) {
+					now := b.now()
+					p, err := b.admit(now)
+					ref, rejected := m.allow(now)
+					if (err == nil) != (ref != nil) {
+						rt.Fatalf("admit: err %v, model admits %v (state %v)", err, ref != nil, m.state)
+					}
+					if err != nil {
+						checkRejection(err, rejected)
+						return
+					}
+					done := func(err error) { b.record(p, b.classify(err), b.now()) }
+					permits = append(permits, modelPermit{ref, done})
 				},
 				"allow": func(rt *rapid.T) {
 					now := b.now()
@@ -390,19 +416,33 @@ func TestModel(t *testing.T) {
 					synctest.Wait() // let a break's timer set its flag
 				},
 				"manual": func(rt *rapid.T) {
-					switch s := rapid.SampledFrom([]State{Closed, ForcedOpen, Disabled, MetricsOnly, Open}).Draw(rt, "to"); s {
-					case Open:
+					core := rapid.Bool().Draw(rt, "core")
+					now := b.now()
+					switch s := rapid.SampledFrom([]State{Closed, ForcedOpen, Disabled, MetricsOnly, Open}).Draw(rt, "to"); {
+					case s == Open && core:
+						d := time.Duration(rapid.IntRange(-1, 5).Draw(rt, "openFor")) * time.Second
+						b.openFor(d, now)
+						m.openFor(d, now)
+					case s == Open:
 						d := time.Duration(rapid.IntRange(-1, 5).Draw(rt, "openFor")) * time.Second
 						b.OpenFor(d)
-						m.openFor(d, b.now())
+						m.openFor(d, now)
+					case core:
+						b.setState(s, now)
+						m.manual(s, now)
 					default:
 						map[State]func(){Closed: b.Reset, ForcedOpen: b.ForceOpen, Disabled: b.Disable, MetricsOnly: b.MetricsOnly}[s]()
-						m.manual(s, b.now())
+						m.manual(s, now)
 					}
 				},
 				"state": func(rt *rapid.T) {
 					now := b.now()
-					got := b.State()
+					var got State
+					if rapid.Bool().Draw(rt, "core") {
+						got = b.advance(now).state
+					} else {
+						got = b.State()
+					}
 					m.advance(now)
 					if got != m.state {
 						rt.Fatalf("State() %v, model %v", got, m.state)
@@ -410,7 +450,12 @@ func TestModel(t *testing.T) {
 				},
 				"metrics": func(rt *rapid.T) {
 					now := b.now()
-					got := b.Metrics()
+					var got Metrics
+					if rapid.Bool().Draw(rt, "core") {
+						got = b.metrics(now)
+					} else {
+						got = b.Metrics()
+					}
 					m.advance(now)
 					if want := m.metrics(now); got != want {
 						rt.Fatalf("Metrics() %+v, model %+v", got, want)
@@ -419,7 +464,7 @@ func TestModel(t *testing.T) {
 			}
 			// Calls, outcomes and sleeps are three times as likely as the
 			// rest, so that sequences reach the half-open state often.
-			for _, name := range []string{"allow", "finish", "do", "sleep"} {
+			for _, name := range []string{"admit", "allow", "finish", "do", "sleep"} {
 				actions[name+" again"], actions[name+" once more"] = actions[name], actions[name]
 			}
 			rt.Repeat(actions)

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/resilience-go/resilience"
 )
 
 // An Option configures a [Breaker] made by [New].
@@ -18,8 +20,8 @@ type config struct {
 
 	// Failure-rate rule: trip when failures/calls >= ratio with calls >= minCalls.
 	ratePPM  int64 // ratio in parts per million; 0 when the rule is off
-	minCalls int64
-	rateSet  bool
+	minCalls int64 // 0, once normalized, when neither ratio rule is on
+	rateSet  bool  // WithFailureRate was given
 
 	// Slow-call rule: a call that takes slowAfter or longer is slow; trip when
 	// slow/calls >= slowPPM with calls >= minCalls.
@@ -29,31 +31,108 @@ type config struct {
 	// Consecutive-failure rule: trip after this many failures in a row.
 	consecutive int64
 
-	// The window: a count window of countSize calls, or a time window of
-	// span split into buckets.
-	countSize int64
-	span      time.Duration
-	buckets   int64
+	// window makes the windows: count windows or time windows.
+	window windowKind
+	// clocked says that recording a closed-state outcome needs the time:
+	// the window or the slow-call rule uses it.
+	clocked bool
+	// timed says that a closed-state call reads the clock as it starts:
+	// to tell slow calls, or to tell the observer how long it took.
+	timed bool
 
 	baseBreak, maxBreak time.Duration
 	probes              int
 
 	classify func(error) Outcome
-	observe  func(Transition)
+	onChange func(Transition)
+	observer resilience.Observer
 }
 
 func defaultConfig() config {
 	return config{
 		ratePPM:   500_000,
 		minCalls:  20,
-		countSize: 100,
+		window:    countKind{size: 100},
 		baseBreak: 5 * time.Second,
 		maxBreak:  60 * time.Second,
 		probes:    3,
 	}
 }
 
-// WithName names the breaker in its errors, transitions and metrics.
+// newConfig returns the configuration that opts make: the defaults, each
+// option applied in order, then normalized. It panics on a nil Option and on
+// options that contradict each other.
+func newConfig(opts []Option) config {
+	cfg := defaultConfig()
+	for _, o := range opts {
+		if o == nil {
+			panic("circuitbreaker: New: nil Option")
+		}
+		o.apply(&cfg)
+	}
+	cfg.normalize()
+	return cfg
+}
+
+// normalize settles, once, what depends on more than one option: consecutive
+// failures alone replace the failure-rate rule; the default minimum of calls
+// shrinks to fit a smaller count window, and one given with WithFailureRate
+// that does not fit panics; the minimum is 0 when no ratio rule is on, so
+// that no success waits for a check; and clocked is derived.
+func (c *config) normalize() {
+	if c.consecutive > 0 && !c.rateSet {
+		c.ratePPM = 0
+	}
+	if size := c.window.capacity(); c.minCalls > size {
+		if !c.rateSet {
+			c.minCalls = size
+		} else if c.ratePPM > 0 || c.slowPPM > 0 {
+			panic(fmt.Sprintf("circuitbreaker: WithFailureRate minimum of %d calls exceeds WithCountWindow(%d): the breaker could never trip",
+				c.minCalls, size))
+		}
+	}
+	if c.ratePPM == 0 && c.slowPPM == 0 {
+		c.minCalls = 0
+	}
+	c.clocked = c.slowAfter > 0 || c.window.clocked()
+	c.timed = c.slowAfter > 0 || c.observer != nil
+}
+
+// overThreshold returns the ratio rule that a window's counts trip the
+// breaker by, [resilience.FailureRate] before [resilience.SlowCallRate], or
+// 0 for none.
+func (c *config) overThreshold(n counts) resilience.Cause {
+	switch {
+	case n.calls == 0 || n.calls < c.minCalls:
+		return 0
+	case c.ratePPM > 0 && n.failures*1e6 >= c.ratePPM*n.calls:
+		return resilience.FailureRate
+	case c.slowPPM > 0 && n.slow*1e6 >= c.slowPPM*n.calls:
+		return resilience.SlowCallRate
+	}
+	return 0
+}
+
+// breakDuration returns the break after reopens consecutive re-opens: the
+// base doubled once per re-open, capped at the maximum, then spread by ±20%
+// by jitter, in [0, 1], without passing the maximum (the spread stays below
+// it, so that breakers at the maximum do not all end together).
+func (c *config) breakDuration(reopens int, jitter float64) time.Duration {
+	d := c.baseBreak
+	for i := 0; i < reopens && d < c.maxBreak; i++ {
+		if d > c.maxBreak/2 {
+			d = c.maxBreak
+			break
+		}
+		d *= 2
+	}
+	d = min(d, c.maxBreak)
+	lo := float64(d) * 0.8
+	hi := min(float64(d)*1.2, float64(c.maxBreak))
+	return time.Duration(lo + (hi-lo)*jitter)
+}
+
+// WithName names the breaker in its errors, transitions and events.
 // Default: "".
 func WithName(name string) Option {
 	return optionFunc(func(c *config) { c.name = name })
@@ -109,7 +188,7 @@ func WithCountWindow(n int) Option {
 	if n < 1 || n > maxCountWindow {
 		panic(fmt.Sprintf("circuitbreaker: WithCountWindow(%d): want 1 <= n <= %d", n, maxCountWindow))
 	}
-	return optionFunc(func(c *config) { c.countSize, c.span, c.buckets = int64(n), 0, 0 })
+	return optionFunc(func(c *config) { c.window = countKind{size: int64(n)} })
 }
 
 // WithTimeWindow makes the window the calls recorded in the last span of
@@ -122,7 +201,7 @@ func WithTimeWindow(span time.Duration, buckets int) Option {
 		panic(fmt.Sprintf("circuitbreaker: WithTimeWindow(%v, %d): want span > 0, 1 <= buckets <= %d and span/buckets >= 1ms",
 			span, buckets, maxBuckets))
 	}
-	return optionFunc(func(c *config) { c.span, c.buckets, c.countSize = span, int64(buckets), 0 })
+	return optionFunc(func(c *config) { c.window = timeKind{span: span, buckets: int64(buckets)} })
 }
 
 // WithBreakDuration sets how long the breaker stays open: base after it trips,
@@ -155,9 +234,29 @@ func WithHalfOpenProbes(n int) Option {
 // [DefaultClassifier]. f must not be nil.
 func WithClassifier(f func(error) Outcome) Option {
 	if f == nil {
-		panic("circuitbreaker: WithClassifier(nil)")
+		panic("circuitbreaker: WithClassifier: nil classifier")
 	}
 	return optionFunc(func(c *config) { c.classify = f })
+}
+
+// WithObserver sends the breaker's events to o (see
+// [resilience.Observer]): each call of [Breaker.Do] ends with a
+// [resilience.Success], [resilience.Failure], [resilience.Ignored] or
+// [resilience.Rejected] event, with how long it took (a rejection's Delay is
+// its retry-after hint), and each change of state is a
+// [resilience.StateChange] event with the states' names (see
+// [State.String]), its [resilience.Cause], and, into Open, the break in
+// Delay. State changes are delivered as [WithOnStateChange] delivers them,
+// with no lock held, in order; the ctx of a call's events, and of the
+// changes that call delivers, is the call's, and context.Background() for
+// the events of [Breaker.Allow] and of the other methods. A call whose op
+// panics ends with no event. Without an observer, the breaker builds no
+// event. Default: none. o must not be nil.
+func WithObserver(o resilience.Observer) Option {
+	if o == nil {
+		panic("circuitbreaker: WithObserver: nil Observer")
+	}
+	return optionFunc(func(c *config) { c.observer = o })
 }
 
 // WithOnStateChange calls f after every change of state, in the order the
@@ -167,9 +266,15 @@ func WithClassifier(f func(error) Outcome) Option {
 // call that changes no state. If f panics, the breaker stays consistent,
 // keeps no permit, delivers the changes still queued, and the panic goes on
 // in the call that delivered them; for a call whose op panicked, the op's
-// panic goes on and the changes wait for the next call. Default: none.
+// panic goes on and the changes wait for the next call. It is a view of the
+// [resilience.StateChange] events of [WithObserver] as [Transition]s, which
+// add the generation and the window's metrics; both may be given. Default:
+// none. f must not be nil.
 func WithOnStateChange(f func(Transition)) Option {
-	return optionFunc(func(c *config) { c.observe = f })
+	if f == nil {
+		panic("circuitbreaker: WithOnStateChange: nil observer")
+	}
+	return optionFunc(func(c *config) { c.onChange = f })
 }
 
 // Limits on sizes, so that no option can make a breaker allocate without

@@ -1,6 +1,7 @@
 package circuitbreaker
 
 import (
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +30,57 @@ func (c *counts) add(code uint32) {
 		c.slow++
 	}
 }
+
+// A window counts the outcomes recorded in a closed (or metrics-only) epoch:
+// the last n calls ([countWindow]) or the calls of the last span of time
+// ([timeWindow]). Both take the time of each outcome, on the breaker's
+// monotonic clock; a count window does not use it. A success takes no lock
+// unless success reports that the thresholds need a check; failures and slow
+// calls are recorded under the window's lock.
+type window interface {
+	// success records a success at now and reports whether the caller
+	// must check the thresholds, by calling add with code 0.
+	success(now time.Duration) bool
+	// add records an outcome with the given code at now (code 0 records
+	// nothing more: the success was counted by success) and returns the
+	// window's totals, which the caller checks against the thresholds.
+	add(now time.Duration, code uint32) counts
+	// counts returns the window's totals at now and records nothing.
+	counts(now time.Duration) counts
+}
+
+// A windowKind makes the windows of one configuration, a new one for each
+// closed epoch: [WithCountWindow] and [WithTimeWindow] set it.
+type windowKind interface {
+	// newWindow returns an empty window that starts at now and checks the
+	// thresholds once it holds minCalls outcomes.
+	newWindow(minCalls int64, now time.Duration) window
+	// capacity is the most outcomes a window can hold.
+	capacity() int64
+	// clocked reports whether the window uses the time of its outcomes.
+	clocked() bool
+}
+
+// countKind makes count windows of size calls.
+type countKind struct{ size int64 }
+
+func (k countKind) newWindow(minCalls int64, _ time.Duration) window {
+	return newCountWindow(k.size, minCalls)
+}
+func (k countKind) capacity() int64 { return k.size }
+func (countKind) clocked() bool     { return false }
+
+// timeKind makes time windows of span split in buckets.
+type timeKind struct {
+	span    time.Duration
+	buckets int64
+}
+
+func (k timeKind) newWindow(minCalls int64, now time.Duration) window {
+	return newTimeWindow(k.span, k.buckets, minCalls, now)
+}
+func (timeKind) capacity() int64 { return math.MaxInt64 }
+func (timeKind) clocked() bool   { return true }
 
 // positions is a FIFO of the positions (outcome numbers) of the failures or
 // slow calls in a count window.
@@ -79,17 +131,26 @@ func newCountWindow(size, minCalls int64) *countWindow {
 // success records a success and reports whether the thresholds need a check:
 // only while the window has fewer than minCalls outcomes can a success
 // complete the minimum and trip the breaker.
-func (w *countWindow) success() bool {
+func (w *countWindow) success(time.Duration) bool {
 	w.hits.Add(1)
 	return !w.reached.Load()
 }
 
 // add records a failure or slow call (code != 0) under the lock, or nothing
-// for code 0, and returns the window's totals. checking says the caller
-// checks them against the thresholds: only such a caller may conclude that
-// successes need no more checks, or a success racing with a reader of the
-// metrics could miss the trip it should cause.
-func (w *countWindow) add(code uint32, checking bool) counts {
+// for code 0, and returns the window's totals, which the caller checks
+// against the thresholds. now is not used: a count window's clock is the
+// number of outcomes.
+func (w *countWindow) add(_ time.Duration, code uint32) counts { return w.update(code, true) }
+
+// counts returns the window's totals.
+func (w *countWindow) counts(time.Duration) counts { return w.update(0, false) }
+
+// update is add and counts: it records code under the lock and returns the
+// window's totals. checking says the caller checks them against the
+// thresholds: only such a caller may conclude that successes need no more
+// checks, or a success racing with a reader of the metrics could miss the
+// trip it should cause.
+func (w *countWindow) update(code uint32, checking bool) counts {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if code != 0 {
@@ -111,9 +172,6 @@ func (w *countWindow) add(code uint32, checking bool) counts {
 	}
 	return counts{calls: min(total, w.size), failures: int64(w.fails.n), slow: int64(w.slow.n)}
 }
-
-// counts returns the window's totals.
-func (w *countWindow) counts() counts { return w.add(0, false) }
 
 // timeWindow holds the outcomes recorded in the last n bucket widths of the
 // monotonic clock. A success that cannot trip the breaker costs two striped
@@ -182,12 +240,12 @@ func (w *timeWindow) add(now time.Duration, code uint32) counts {
 	return w.update(now, code, true)
 }
 
-// countsAt returns the totals of the window that ends at now.
-func (w *timeWindow) countsAt(now time.Duration) counts {
+// counts returns the totals of the window that ends at now.
+func (w *timeWindow) counts(now time.Duration) counts {
 	return w.update(now, 0, false)
 }
 
-// update is add and countsAt: it takes w.mu, moves the window to now,
+// update is add and counts: it takes w.mu, moves the window to now,
 // records code, and, when checking, whether the window is below its
 // minimum of calls.
 func (w *timeWindow) update(now time.Duration, code uint32, checking bool) counts {

@@ -3,8 +3,11 @@ package fallback_test
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"testing"
 
+	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/fallback"
 )
 
@@ -63,5 +66,46 @@ func BenchmarkFailover(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = op(ctx)
+	}
+}
+
+// observers are the observers the observed benchmarks run with: one that
+// does nothing, the least an observer costs, and SlogObserver over a text
+// handler at its default level, Info.
+var observers = []struct {
+	name string
+	o    resilience.Observer
+}{
+	{"nop", resilience.ObserverFunc(func(context.Context, resilience.Event) {})},
+	{"slog", resilience.SlogObserver(slog.New(slog.NewTextHandler(io.Discard, nil)))},
+}
+
+// BenchmarkDoObserved is BenchmarkDo with an observer.
+func BenchmarkDoObserved(b *testing.B) {
+	for _, o := range observers {
+		b.Run(o.name, func(b *testing.B) {
+			f := fallback.New(func(context.Context, error) error { return nil }, fallback.WithObserver(o.o))
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = f.Do(ctx, nop)
+			}
+		})
+	}
+}
+
+// BenchmarkDoFallbackObserved is BenchmarkDoFallback with an observer.
+func BenchmarkDoFallbackObserved(b *testing.B) {
+	for _, o := range observers {
+		b.Run(o.name, func(b *testing.B) {
+			f := fallback.New(func(context.Context, error) error { return nil }, fallback.WithObserver(o.o))
+			ctx := context.Background()
+			errDown := errors.New("down")
+			op := func(context.Context) error { return errDown }
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = f.Do(ctx, op)
+			}
+		})
 	}
 }

@@ -21,19 +21,30 @@
 // for Do to return.
 // Outermost in a chain, a fallback sees what is left after retries and
 // breakers: see the order in the resilience package documentation.
+//
+// # Observing
+//
+// [WithObserver] tells a [resilience.Observer], such as
+// [resilience.SlogObserver] or a metrics exporter, how each call ended: a
+// [resilience.FellBack] event, with the error the fallback answered, or
+// the outcome of op, with how long the call took, the fallback's own time
+// included. A fallback with no observer builds no event, and with one a
+// call allocates nothing more.
 package fallback
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/internal/event"
 )
 
 // Fallback calls a function of its own when op fails. Make one with [New];
 // it is safe for concurrent use if its function is. The zero value is not
-// usable.
+// usable; use New: its methods panic.
 type Fallback struct {
 	alt func(ctx context.Context, err error) error
 	cfg config
@@ -42,7 +53,9 @@ type Fallback struct {
 var _ resilience.Policy = (*Fallback)(nil)
 
 type config struct {
-	when func(error) bool
+	when     func(error) bool
+	name     string
+	observer resilience.Observer
 }
 
 // An Option configures a [Fallback] made by [New], or a call to [Do].
@@ -57,20 +70,44 @@ func (f optionFunc) apply(c *config) { f(c) }
 // returned as they are. Default: every error. pred must not be nil.
 func WithFallbackIf(pred func(error) bool) Option {
 	if pred == nil {
-		panic("fallback: WithFallbackIf(nil)")
+		panic("fallback: WithFallbackIf: nil pred")
 	}
 	return optionFunc(func(c *config) { c.when = pred })
 }
 
-// New returns a Fallback that answers op's error with alt(ctx, err). alt's
-// result is what Do returns: nil to recover, or an error of its own, which
-// may wrap err. New panics if alt is nil.
-func New(alt func(ctx context.Context, err error) error, opts ...Option) *Fallback {
-	if alt == nil {
-		panic("fallback: New(nil)")
+// WithName names the fallback in its events. Default: "".
+func WithName(name string) Option {
+	return optionFunc(func(c *config) { c.name = name })
+}
+
+// WithObserver sends the fallback's events to o (see
+// [resilience.Observer]), on the goroutine that called Do, with its ctx:
+// each call ends with a [resilience.FellBack] event, whose Err is the error
+// the fallback answered, when the fallback answered, and otherwise with a
+// [resilience.Success], [resilience.Failure] or [resilience.Ignored] event
+// (an error once the caller's ctx was done), with how long the call took,
+// the fallback function's time included. A call whose ctx is done before it
+// starts, or whose op or fallback panics, makes no event. Without an
+// observer, the fallback builds no event. Default: none. o must not be nil.
+func WithObserver(o resilience.Observer) Option {
+	if o == nil {
+		panic("fallback: WithObserver: nil Observer")
 	}
-	f := &Fallback{alt: alt}
+	return optionFunc(func(c *config) { c.observer = o })
+}
+
+// New returns a Fallback that answers op's error with fallback(ctx, err).
+// fallback's result is what Do returns: nil to recover, or an error of its
+// own, which may wrap err. New panics if fallback or an option is nil.
+func New(fallback func(ctx context.Context, err error) error, opts ...Option) *Fallback {
+	if fallback == nil {
+		panic("fallback: New: nil fallback")
+	}
+	f := &Fallback{alt: fallback}
 	for _, o := range opts {
+		if o == nil {
+			panic("fallback: New: nil Option")
+		}
 		o.apply(&f.cfg)
 	}
 	return f
@@ -79,16 +116,46 @@ func New(alt func(ctx context.Context, err error) error, opts ...Option) *Fallba
 // Do calls op and, if it fails with an error the fallback answers, returns
 // what the fallback function returns. If ctx is already done, Do returns
 // ctx.Err() without calling either. A panic in op propagates; the fallback
-// function is not called for it.
+// function is not called for it. Do panics if op is nil.
 func (f *Fallback) Do(ctx context.Context, op resilience.Op) error {
+	if op == nil {
+		panic("fallback: Fallback.Do: nil Op")
+	}
+	if f.alt == nil {
+		panic("fallback: zero Fallback; use New")
+	}
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if f.cfg.observer != nil {
+		return f.doObserved(ctx, op)
 	}
 	err := op(ctx)
 	if !f.cfg.answers(ctx, err) {
 		return err
 	}
 	return f.alt(ctx, err)
+}
+
+// doObserved is Do with an observer, which it tells how the call ended.
+func (f *Fallback) doObserved(ctx context.Context, op resilience.Op) error {
+	start := time.Now()
+	err := op(ctx)
+	if !f.cfg.answers(ctx, err) {
+		f.cfg.observe(ctx, start, event.Outcome(ctx, err), err)
+		return err
+	}
+	res := f.alt(ctx, err)
+	f.cfg.observe(ctx, start, resilience.FellBack, err)
+	return res
+}
+
+// observe tells the observer that a call that started at start ended with
+// an event of kind, and err.
+func (c *config) observe(ctx context.Context, start time.Time, kind resilience.EventKind, err error) {
+	now, took := event.End(start)
+	c.observer.Observe(ctx, resilience.Event{Time: now, Policy: resilience.PolicyFallback, Name: c.name, Kind: kind,
+		Duration: took, Err: err})
 }
 
 // answers reports whether the fallback answers err; c may be nil, for no
@@ -99,20 +166,33 @@ func (c *config) answers(ctx context.Context, err error) bool {
 
 // Do runs fn under p (or directly, if p is nil) and, if it fails with an
 // error the options let through (every error by default, but never after the
-// caller cancelled ctx), returns alt(ctx, err) instead. If ctx is already
-// done, Do returns ctx.Err() without calling either.
+// caller cancelled ctx), returns fallback(ctx, err) instead. If ctx is
+// already done, Do returns ctx.Err() without calling either. Do panics if
+// fn, fallback or an option is nil.
 func Do[T any](ctx context.Context, p resilience.Policy, fn func(context.Context) (T, error),
-	alt func(ctx context.Context, err error) (T, error), opts ...Option) (T, error) {
-	var zero T
-	if err := ctx.Err(); err != nil {
-		return zero, err
+	fallback func(ctx context.Context, err error) (T, error), opts ...Option) (T, error) {
+	if fn == nil {
+		panic("fallback: Do: nil fn")
+	}
+	if fallback == nil {
+		panic("fallback: Do: nil fallback")
 	}
 	var cfg *config
 	if len(opts) > 0 {
 		cfg = new(config)
 		for _, o := range opts {
+			if o == nil {
+				panic("fallback: Do: nil Option")
+			}
 			o.apply(cfg)
 		}
+	}
+	var zero T
+	if err := ctx.Err(); err != nil {
+		return zero, err
+	}
+	if cfg != nil && cfg.observer != nil {
+		return doObserved(ctx, p, fn, fallback, cfg)
 	}
 	var (
 		v   T
@@ -126,7 +206,30 @@ func Do[T any](ctx context.Context, p resilience.Policy, fn func(context.Context
 	if !cfg.answers(ctx, err) {
 		return v, err
 	}
-	return alt(ctx, err)
+	return fallback(ctx, err)
+}
+
+// doObserved is Do with an observer, in cfg, which it tells how the call
+// ended.
+func doObserved[T any](ctx context.Context, p resilience.Policy, fn func(context.Context) (T, error),
+	fallback func(ctx context.Context, err error) (T, error), cfg *config) (T, error) {
+	start := time.Now()
+	var (
+		v   T
+		err error
+	)
+	if p == nil {
+		v, err = fn(ctx)
+	} else {
+		v, err = resilience.Do(ctx, p, fn)
+	}
+	if !cfg.answers(ctx, err) {
+		cfg.observe(ctx, start, event.Outcome(ctx, err), err)
+		return v, err
+	}
+	v, ferr := fallback(ctx, err)
+	cfg.observe(ctx, start, resilience.FellBack, err)
+	return v, ferr
 }
 
 // Failover returns an Op that calls ops in turn until one succeeds: the
@@ -151,7 +254,7 @@ func Failover(ops ...resilience.Op) resilience.Op {
 	}
 	for i, op := range ops {
 		if op == nil {
-			panic(fmt.Sprintf("fallback: Failover: op %d is nil", i))
+			panic(fmt.Sprintf("fallback: Failover: nil Op at index %d", i))
 		}
 	}
 	ops = append([]resilience.Op(nil), ops...)

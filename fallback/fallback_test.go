@@ -167,10 +167,120 @@ func TestFailoverWithPolicies(t *testing.T) {
 }
 
 func TestBadArgumentsPanic(t *testing.T) {
-	assert.PanicsWithValue(t, "fallback: New(nil)", func() { fallback.New(nil) })
-	assert.PanicsWithValue(t, "fallback: WithFallbackIf(nil)", func() { fallback.WithFallbackIf(nil) })
-	assert.PanicsWithValue(t, "fallback: Failover()", func() { fallback.Failover() })
-	assert.PanicsWithValue(t, "fallback: Failover: op 1 is nil", func() {
-		fallback.Failover(func(context.Context) error { return nil }, nil)
+	ctx := context.Background()
+	fn := func(context.Context) (int, error) { return 1, nil }
+	alt := func(context.Context, error) (int, error) { return 2, nil }
+	tests := []struct {
+		want string
+		f    func()
+	}{
+		{"fallback: New: nil fallback", func() { fallback.New(nil) }},
+		{"fallback: New: nil Option", func() { fallback.New(func(context.Context, error) error { return nil }, nil) }},
+		{"fallback: WithFallbackIf: nil pred", func() { fallback.WithFallbackIf(nil) }},
+		{"fallback: WithObserver: nil Observer", func() { fallback.WithObserver(nil) }},
+		{"fallback: Do: nil fn", func() { _, _ = fallback.Do(ctx, nil, nil, alt) }},
+		{"fallback: Do: nil fallback", func() { _, _ = fallback.Do(ctx, nil, fn, nil) }},
+		{"fallback: Do: nil Option", func() { _, _ = fallback.Do(ctx, nil, fn, alt, nil) }},
+		{"fallback: Failover()", func() { fallback.Failover() }},
+		{"fallback: Failover: nil Op at index 1", func() { fallback.Failover(func(context.Context) error { return nil }, nil) }},
+	}
+	for _, tt := range tests {
+		assert.PanicsWithValue(t, tt.want, tt.f)
+	}
+}
+
+// A nil op and a zero Fallback panic at once, even with a done ctx.
+func TestDoPanicsOnNilOpAndZeroFallback(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	op := func(context.Context) error { return nil }
+	f := fallback.New(func(context.Context, error) error { return nil })
+	assert.PanicsWithValue(t, "fallback: Fallback.Do: nil Op", func() { _ = f.Do(ctx, nil) })
+	assert.PanicsWithValue(t, "fallback: zero Fallback; use New", func() { _ = new(fallback.Fallback).Do(ctx, op) })
+}
+
+func TestObserved(t *testing.T) {
+	alt := func(ctx context.Context, err error) error { return fmt.Errorf("and the fallback failed too: %w", err) }
+	options := func(name string, o resilience.Observer) []fallback.Option {
+		opts := []fallback.Option{fallback.WithName(name)}
+		if o != nil {
+			opts = append(opts, fallback.WithObserver(o))
+		}
+		return opts
+	}
+	policytest.RunObserved(t, resilience.PolicyFallback, func(name string, o resilience.Observer) resilience.Policy {
+		return fallback.New(alt, options(name, o)...)
 	})
+	t.Run("Do", func(t *testing.T) {
+		policytest.RunObserved(t, resilience.PolicyFallback, func(name string, o resilience.Observer) resilience.Policy {
+			opts := options(name, o)
+			return resilience.PolicyFunc(func(ctx context.Context, op resilience.Op) error {
+				_, err := fallback.Do(ctx, nil,
+					func(ctx context.Context) (int, error) { return 1, op(ctx) },
+					func(ctx context.Context, err error) (int, error) { return 0, alt(ctx, err) },
+					opts...)
+				return err
+			})
+		})
+	})
+}
+
+// A call the fallback answered ends with FellBack and the error it
+// answered, its Duration the fallback's time included; one it did not
+// answer with the op's outcome.
+func TestObserverEvents(t *testing.T) {
+	errBadRequest := errors.New("400 Bad Request")
+	type key struct{}
+	ctx := context.WithValue(context.Background(), key{}, "call")
+	tests := []struct {
+		name string
+		do   func(ctx context.Context, o resilience.Observer, op resilience.Op) error
+	}{
+		{"Fallback", func(ctx context.Context, o resilience.Observer, op resilience.Op) error {
+			return fallback.New(func(context.Context, error) error { time.Sleep(time.Second); return nil },
+				fallback.WithName("price"), fallback.WithObserver(o),
+				fallback.WithFallbackIf(func(err error) bool { return err != errBadRequest })).Do(ctx, op)
+		}},
+		{"Do", func(ctx context.Context, o resilience.Observer, op resilience.Op) error {
+			_, err := fallback.Do(ctx, nil, func(ctx context.Context) (int, error) { return 1, op(ctx) },
+				func(context.Context, error) (int, error) { time.Sleep(time.Second); return 2, nil },
+				fallback.WithName("price"), fallback.WithObserver(o),
+				fallback.WithFallbackIf(func(err error) bool { return err != errBadRequest }))
+			return err
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var rec policytest.Recorder
+				require.NoError(t, tt.do(ctx, &rec, func(context.Context) error { time.Sleep(time.Second); return errDown }))
+				require.ErrorIs(t, tt.do(ctx, &rec, func(context.Context) error { return errBadRequest }), errBadRequest)
+				cctx, cancel := context.WithCancel(ctx)
+				require.ErrorIs(t, tt.do(cctx, &rec, func(ctx context.Context) error { cancel(); return ctx.Err() }), context.Canceled)
+				require.NoError(t, tt.do(ctx, &rec, func(context.Context) error { return nil }))
+
+				events := rec.Events()
+				require.Equal(t, []resilience.EventKind{resilience.FellBack, resilience.Failure, resilience.Ignored, resilience.Success},
+					rec.Kinds())
+				assert.Equal(t, errDown, events[0].Err, "the error the fallback answered")
+				assert.Equal(t, 2*time.Second, events[0].Duration, "the op's second and the fallback's")
+				assert.Equal(t, errBadRequest, events[1].Err)
+				for i, e := range events {
+					assert.Equal(t, "price", e.Name, "Name of %+v", e)
+					assert.Equal(t, resilience.PolicyFallback, e.Policy, "Policy of %+v", e)
+					assert.Equal(t, "call", rec.Contexts()[i].Value(key{}), "ctx of %+v", e)
+				}
+			})
+		})
+	}
+}
+
+// With an observer, a call and a call the fallback answers allocate
+// nothing.
+func TestObservedCallsAllocateNothing(t *testing.T) {
+	ctx := context.Background()
+	f := fallback.New(func(context.Context, error) error { return nil },
+		fallback.WithObserver(resilience.ObserverFunc(func(context.Context, resilience.Event) {})))
+	assert.Zero(t, testing.AllocsPerRun(1000, func() { _ = f.Do(ctx, func(context.Context) error { return nil }) }))
+	assert.Zero(t, testing.AllocsPerRun(1000, func() { _ = f.Do(ctx, func(context.Context) error { return errDown }) }))
 }

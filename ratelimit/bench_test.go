@@ -2,6 +2,8 @@ package ratelimit_test
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -9,6 +11,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/ratelimit"
 )
 
@@ -177,5 +180,48 @@ func BenchmarkAllowKeyChurn(b *testing.B) {
 	for b.Loop() {
 		k.AllowKey(keys[i&(len(keys)-1)])
 		i++
+	}
+}
+
+// observers are the observers the observed benchmarks run with: one that
+// does nothing, the least an observer costs, and SlogObserver over a text
+// handler at its default level, Info.
+var observers = []struct {
+	name string
+	o    resilience.Observer
+}{
+	{"nop", resilience.ObserverFunc(func(context.Context, resilience.Event) {})},
+	{"slog", resilience.SlogObserver(slog.New(slog.NewTextHandler(io.Discard, nil)))},
+}
+
+// BenchmarkDoObserved is BenchmarkDo with an observer.
+func BenchmarkDoObserved(b *testing.B) {
+	for _, o := range observers {
+		b.Run(o.name, func(b *testing.B) {
+			l := ratelimit.New(1e9, 1e9, ratelimit.WithObserver(o.o))
+			ctx := context.Background()
+			op := func(context.Context) error { return nil }
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = l.Do(ctx, op)
+			}
+		})
+	}
+}
+
+// BenchmarkDoRefusedObserved is BenchmarkDoRefused with an observer, which
+// is told the refusal's retry-after hint.
+func BenchmarkDoRefusedObserved(b *testing.B) {
+	for _, o := range observers {
+		b.Run(o.name, func(b *testing.B) {
+			l := ratelimit.New(1e-3, 1, ratelimit.WithObserver(o.o))
+			l.Allow()
+			ctx := context.Background()
+			op := func(context.Context) error { return nil }
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = l.Do(ctx, op)
+			}
+		})
 	}
 }

@@ -28,5 +28,14 @@
 // for callers that schedule work rather than block.
 //
 // For a limit shared by every instance of a service, see the Redis-backed
-// limiter in the contrib/redis module.
+// limiter in the contrib/redislimit module.
+//
+// # Observing
+//
+// [WithObserver] tells a [resilience.Observer], such as
+// [resilience.SlogObserver] or a metrics exporter, how each call of
+// [Limiter.Do] and [Keyed.DoKey] ended: a [resilience.Rejected] event, with
+// the retry-after hint in Delay, for a refusal, or the outcome of op, with
+// how long the call took, the wait for its token included. A limiter with
+// no observer builds no event, and with one a call allocates nothing more.
 package ratelimit

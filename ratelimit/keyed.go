@@ -15,8 +15,9 @@ import (
 
 // Keyed limits each key (a tenant, a client address, a route) to its own
 // token bucket of the same rate and burst. Make one with [NewKeyed]; it is
-// safe for concurrent use, and the zero value is not usable. Most callers
-// want [Keyed.DoKey], or [Keyed.Policy] to place it in a chain.
+// safe for concurrent use. The zero value is not usable; use NewKeyed: its
+// methods panic. Most callers want [Keyed.DoKey], or [Keyed.Policy] to place
+// it in a chain.
 //
 // Memory stays bounded however many keys come and go: a key whose bucket
 // has refilled (it has been idle for burst/r) holds nothing worth keeping
@@ -33,6 +34,8 @@ type Keyed struct {
 	start    time.Time
 	maxWait  time.Duration
 	maxKeys  int64
+	name     string
+	observer resilience.Observer
 
 	seed     maphash.Seed
 	shards   [shards]shard
@@ -61,12 +64,9 @@ type bucket struct {
 // NewKeyed returns a Keyed limiter that gives each key r tokens a second and
 // bursts of burst, configured by opts, with the same ranges as [New].
 func NewKeyed(r rate.Limit, burst int, opts ...Option) *Keyed {
-	c := config{maxKeys: 100_000}
-	for _, o := range opts {
-		o.apply(&c)
-	}
+	c := newConfig("NewKeyed", config{maxKeys: 100_000}, opts)
 	k := &Keyed{burst: burst, start: time.Now(), maxWait: c.maxWait, maxKeys: int64(c.maxKeys),
-		seed: maphash.MakeSeed(), rejected: stripe.NewCounter()}
+		name: c.name, observer: c.observer, seed: maphash.MakeSeed(), rejected: stripe.NewCounter()}
 	for i := range k.shards {
 		k.shards[i].m = make(map[string]*bucket)
 	}
@@ -76,6 +76,13 @@ func NewKeyed(r rate.Limit, burst int, opts ...Option) *Keyed {
 		k.interval = interval("NewKeyed", r, burst)
 	}
 	return k
+}
+
+// mustBeMade panics if k is the zero Keyed.
+func (k *Keyed) mustBeMade() {
+	if k.maxKeys == 0 {
+		panic("ratelimit: zero Keyed; use NewKeyed")
+	}
 }
 
 // bucket returns key's bucket, making it if need be, and whether a sweep is
@@ -149,6 +156,7 @@ func (k *Keyed) sweep() {
 
 // take takes a token of key's bucket, or reserves one due within maxWait.
 func (k *Keyed) take(key string, maxWait int64) (b *bucket, wait, next int64, ok bool) {
+	k.mustBeMade() // for AllowKey, which stays small enough to inline
 	b, sweep := k.bucket(key)
 	wait, next, ok = b.g.take(k.start, maxWait)
 	if sweep {
@@ -168,10 +176,18 @@ func (k *Keyed) AllowKey(key string) bool {
 }
 
 // DoKey runs op if key's bucket has a token for it, waiting as [Limiter.Do]
-// does. A refusal is a [*LimitedError] that names the key.
+// does. A refusal is a [*LimitedError] that names the key. DoKey panics if
+// op is nil.
 func (k *Keyed) DoKey(ctx context.Context, key string, op resilience.Op) error {
+	if op == nil {
+		panic("ratelimit: Keyed.DoKey: nil Op")
+	}
+	k.mustBeMade()
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if k.observer != nil {
+		return k.doObserved(ctx, key, op)
 	}
 	if k.inf {
 		return op(ctx)
@@ -180,8 +196,25 @@ func (k *Keyed) DoKey(ctx context.Context, key string, op resilience.Op) error {
 	return await(ctx, r, op, k.rejected, &b.err)
 }
 
+// doObserved is DoKey with an observer.
+func (k *Keyed) doObserved(ctx context.Context, key string, op resilience.Op) error {
+	start := time.Now()
+	var err error
+	var refused *LimitedError
+	if k.inf {
+		err = op(ctx)
+	} else {
+		b, r := k.reserve(ctx, key, k.maxWait)
+		refused = &b.err
+		err = await(ctx, r, op, k.rejected, refused)
+	}
+	observe(ctx, k.observer, k.name, start, err, refused)
+	return err
+}
+
 // ReserveKey reserves a token of key's bucket as [Limiter.Reserve] does.
 func (k *Keyed) ReserveKey(key string, maxWait time.Duration) Reservation {
+	k.mustBeMade()
 	if k.inf {
 		return Reservation{ok: maxWait >= 0}
 	}
@@ -207,8 +240,13 @@ func (k *Keyed) reserve(ctx context.Context, key string, maxWait time.Duration) 
 }
 
 // Policy returns a [resilience.Policy] that limits each call by the key
-// keyOf finds in its ctx, such as a tenant set by middleware.
+// keyOf finds in its ctx, such as a tenant set by middleware. Policy panics
+// if keyOf is nil.
 func (k *Keyed) Policy(keyOf func(ctx context.Context) string) resilience.Policy {
+	if keyOf == nil {
+		panic("ratelimit: Keyed.Policy: nil keyOf")
+	}
+	k.mustBeMade()
 	return resilience.PolicyFunc(func(ctx context.Context, op resilience.Op) error {
 		return k.DoKey(ctx, keyOf(ctx), op)
 	})
@@ -224,5 +262,6 @@ type KeyedMetrics struct {
 
 // Metrics returns the limiter's counts.
 func (k *Keyed) Metrics() KeyedMetrics {
+	k.mustBeMade()
 	return KeyedMetrics{Rejected: k.rejected.Sum(), Keys: k.keys.Load()}
 }

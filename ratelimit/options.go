@@ -3,6 +3,8 @@ package ratelimit
 import (
 	"fmt"
 	"time"
+
+	"github.com/resilience-go/resilience"
 )
 
 // An Option configures a [Limiter] made by [New] or [FromLimiter], or a
@@ -14,8 +16,10 @@ type optionFunc func(*config)
 func (f optionFunc) apply(c *config) { f(c) }
 
 type config struct {
-	maxWait time.Duration
-	maxKeys int
+	maxWait  time.Duration
+	maxKeys  int
+	name     string
+	observer resilience.Observer
 }
 
 // WithMaxWait lets Do wait up to d for a token, when the bucket predicts
@@ -27,6 +31,29 @@ func WithMaxWait(d time.Duration) Option {
 		panic(fmt.Sprintf("ratelimit: WithMaxWait(%v): want d >= 0", d))
 	}
 	return optionFunc(func(c *config) { c.maxWait = d })
+}
+
+// WithName names the limiter in its events. Default: "".
+func WithName(name string) Option {
+	return optionFunc(func(c *config) { c.name = name })
+}
+
+// WithObserver sends the limiter's events to o (see [resilience.Observer]),
+// on the goroutine that called [Limiter.Do] or [Keyed.DoKey], with its ctx:
+// each call ends with a [resilience.Rejected] event, whose Delay is the
+// refusal's retry-after hint, when the limiter refused it, and otherwise
+// with a [resilience.Success], [resilience.Failure] or [resilience.Ignored]
+// event (an error once the caller's ctx was done, the wait for a token cut
+// short included), with how long the call took, the wait for its token
+// included. A call whose ctx is done before it starts, or whose op panics,
+// makes no event; so do Allow, Reserve and their keyed forms, which make no
+// call. Without an observer, the limiter builds no event. Default: none. o
+// must not be nil.
+func WithObserver(o resilience.Observer) Option {
+	if o == nil {
+		panic("ratelimit: WithObserver: nil Observer")
+	}
+	return optionFunc(func(c *config) { c.observer = o })
 }
 
 // WithMaxKeys bounds the number of keys a [Keyed] limiter keeps. When a new

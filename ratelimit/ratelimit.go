@@ -9,6 +9,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/internal/event"
 	"github.com/resilience-go/resilience/internal/stripe"
 	"github.com/resilience-go/resilience/internal/wait"
 )
@@ -16,12 +17,7 @@ import (
 // ErrLimited is matched by every refusal of a limiter: errors.Is(err,
 // ErrLimited) holds for a [*LimitedError]. ErrLimited and LimitedError also
 // match [resilience.ErrRejected].
-var ErrLimited error = rejection("ratelimit: limited")
-
-type rejection string
-
-func (r rejection) Error() string        { return string(r) }
-func (r rejection) Is(target error) bool { return target == resilience.ErrRejected }
+var ErrLimited error = resilience.Rejection("ratelimit: limited")
 
 // LimitedError is returned by a limiter that refuses a call. Its RetryAfter
 // method, which [resilience.RetryAfter] finds, tells how long from the moment
@@ -69,8 +65,9 @@ func (e *LimitedError) RetryAfter() time.Duration {
 // Limiter admits calls at a steady rate with room for bursts: a token bucket
 // of burst tokens, initially full, refilled at r tokens a second, as
 // golang.org/x/time/rate's Limiter. Make one with [New], or wrap a
-// *rate.Limiter with [FromLimiter]. A Limiter is safe for concurrent use; the
-// zero value is not usable. Most callers want [Limiter.Do].
+// *rate.Limiter with [FromLimiter]. A Limiter is safe for concurrent use. The
+// zero value is not usable; use New: its methods panic. Most callers want
+// [Limiter.Do].
 //
 // A Limiter made by New keeps its bucket in one atomic word (the generic cell
 // rate algorithm): taking a token is a clock read and a compare-and-swap, with
@@ -82,6 +79,8 @@ type Limiter struct {
 	maxWait  time.Duration
 	err      *LimitedError
 	rejected stripe.Counter
+	name     string
+	observer resilience.Observer
 
 	// g is written by every call, and has cache lines of its own, so that
 	// the fields above stay in the cache of every processor that reads them.
@@ -116,7 +115,8 @@ func New(r rate.Limit, burst int, opts ...Option) *Limiter {
 		l.g.init(interval("New", r, burst), burst)
 	}
 	l.err = &LimitedError{g: &l.g, start: l.start}
-	l.cfg(opts)
+	c := newConfig("New", config{}, opts)
+	l.maxWait, l.name, l.observer = c.maxWait, c.name, c.observer
 	return l
 }
 
@@ -133,28 +133,41 @@ func interval(fn string, r rate.Limit, burst int) time.Duration {
 
 // FromLimiter returns a Limiter that takes its tokens from lim, which other
 // code may share. It waits and refuses as a Limiter made by New does, at the
-// cost of lim's lock and allocations. FromLimiter panics if lim is nil.
+// cost of lim's lock and allocations. FromLimiter panics if lim or an option
+// is nil, or an option is out of range.
 func FromLimiter(lim *rate.Limiter, opts ...Option) *Limiter {
 	if lim == nil {
-		panic("ratelimit: FromLimiter(nil)")
+		panic("ratelimit: FromLimiter: nil *rate.Limiter")
 	}
 	l := &Limiter{start: time.Now(), mode: xMode, x: lim, rejected: stripe.NewCounter()}
 	l.err = &LimitedError{x: lim}
-	l.cfg(opts)
+	c := newConfig("FromLimiter", config{}, opts)
+	l.maxWait, l.name, l.observer = c.maxWait, c.name, c.observer
 	return l
 }
 
-func (l *Limiter) cfg(opts []Option) {
-	var c config
+// newConfig returns c configured by opts, the options of the constructor fn.
+func newConfig(fn string, c config, opts []Option) config {
 	for _, o := range opts {
+		if o == nil {
+			panic("ratelimit: " + fn + ": nil Option")
+		}
 		o.apply(&c)
 	}
-	l.maxWait = c.maxWait
+	return c
+}
+
+// mustBeMade panics if l is the zero Limiter.
+func (l *Limiter) mustBeMade() {
+	if l.err == nil {
+		panic("ratelimit: zero Limiter; use New")
+	}
 }
 
 // Allow takes a token if one is available now, and reports whether it did.
 // It never waits.
 func (l *Limiter) Allow() bool {
+	l.mustBeMade()
 	if l.mode == bucketMode {
 		return l.g.takeNow(l.start)
 	}
@@ -168,10 +181,17 @@ func (l *Limiter) Allow() bool {
 // [ErrLimited] and [resilience.ErrRejected], whose retry-after hint says
 // when a token is due. If ctx is done during the wait, Do returns ctx.Err()
 // and gives the token back, unless a token was taken after it, which keeps
-// its time (see [Reservation.Cancel]).
+// its time (see [Reservation.Cancel]). Do panics if op is nil.
 func (l *Limiter) Do(ctx context.Context, op resilience.Op) error {
+	if op == nil {
+		panic("ratelimit: Limiter.Do: nil Op")
+	}
+	l.mustBeMade()
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if l.observer != nil {
+		return l.doObserved(ctx, op)
 	}
 	if l.maxWait == 0 {
 		if l.mode == bucketMode && l.g.takeNow(l.start) || l.mode != bucketMode && l.Allow() {
@@ -181,6 +201,37 @@ func (l *Limiter) Do(ctx context.Context, op resilience.Op) error {
 		return l.err
 	}
 	return await(ctx, l.reserve(ctx, l.maxWait), op, l.rejected, l.err)
+}
+
+// doObserved is Do with an observer, which it tells how the call ended.
+func (l *Limiter) doObserved(ctx context.Context, op resilience.Op) error {
+	start := time.Now()
+	var err error
+	switch {
+	case l.maxWait > 0:
+		err = await(ctx, l.reserve(ctx, l.maxWait), op, l.rejected, l.err)
+	case l.mode == bucketMode && l.g.takeNow(l.start) || l.mode != bucketMode && l.Allow():
+		err = op(ctx)
+	default:
+		l.rejected.Add(1)
+		err = l.err
+	}
+	observe(ctx, l.observer, l.name, start, err, l.err)
+	return err
+}
+
+// observe tells o, the observer of a limiter named name, that a call that
+// started at start ended with err, which is refused when the limiter
+// refused the call.
+func observe(ctx context.Context, o resilience.Observer, name string, start time.Time, err error, refused *LimitedError) {
+	e := resilience.Event{Policy: resilience.PolicyRateLimiter, Name: name, Err: err}
+	if err == error(refused) {
+		e.Kind, e.Delay = resilience.Rejected, refused.RetryAfter()
+	} else {
+		e.Kind = event.Outcome(ctx, err)
+	}
+	e.Time, e.Duration = event.End(start)
+	o.Observe(ctx, e)
 }
 
 // await waits for the token r reserved and runs op, or, when r is not OK,
@@ -213,6 +264,7 @@ func fit(ctx context.Context, maxWait time.Duration) time.Duration {
 // token back. If no token is due within maxWait, the Reservation is not OK
 // and took nothing.
 func (l *Limiter) Reserve(maxWait time.Duration) Reservation {
+	l.mustBeMade()
 	return l.reserve(context.Background(), maxWait)
 }
 
@@ -247,11 +299,15 @@ type Metrics struct {
 }
 
 // Metrics returns the limiter's counts.
-func (l *Limiter) Metrics() Metrics { return Metrics{Rejected: l.rejected.Sum()} }
+func (l *Limiter) Metrics() Metrics {
+	l.mustBeMade()
+	return Metrics{Rejected: l.rejected.Sum()}
+}
 
 // Reservation is a token taken ahead of its time by [Limiter.Reserve]. It is
 // a small value: reserving allocates nothing, except through a
-// *rate.Limiter.
+// *rate.Limiter. The zero value is a Reservation that is not OK, whose
+// Cancel does nothing.
 type Reservation struct {
 	ok    bool
 	delay time.Duration

@@ -76,6 +76,8 @@ func TestRefusalCarriesAHint(t *testing.T) {
 		assert.Equal(t, 300*time.Millisecond, d)
 		assert.Equal(t, ratelimit.Metrics{Rejected: 1}, l.Metrics())
 		time.Sleep(d)
+		_, ok = resilience.RetryAfter(err)
+		assert.False(t, ok, "once the token is due, the refusal's hint of zero is no hint")
 		assert.NoError(t, l.Do(context.Background(), nop), "the token the hint announced")
 	})
 }
@@ -338,13 +340,52 @@ func TestBadArgumentsPanic(t *testing.T) {
 		{"ratelimit: New(-1, 1): want rate.Inf or r >= 1e-6", func() { ratelimit.New(-1, 1) }},
 		{"ratelimit: New(10, 0): want burst >= 1", func() { ratelimit.New(10, 0) }},
 		{"ratelimit: NewKeyed(10, 0): want burst >= 1", func() { ratelimit.NewKeyed(10, 0) }},
-		{"ratelimit: FromLimiter(nil)", func() { ratelimit.FromLimiter(nil) }},
+		{"ratelimit: FromLimiter: nil *rate.Limiter", func() { ratelimit.FromLimiter(nil) }},
+		{"ratelimit: New: nil Option", func() { ratelimit.New(10, 1, nil) }},
+		{"ratelimit: NewKeyed: nil Option", func() { ratelimit.NewKeyed(10, 1, nil) }},
+		{"ratelimit: FromLimiter: nil Option", func() { ratelimit.FromLimiter(rate.NewLimiter(10, 1), nil) }},
+		{"ratelimit: Keyed.Policy: nil keyOf", func() { ratelimit.NewKeyed(10, 1).Policy(nil) }},
 		{"ratelimit: WithMaxWait(-1s): want d >= 0", func() { ratelimit.WithMaxWait(-time.Second) }},
 		{"ratelimit: WithMaxKeys(0): want n >= 1", func() { ratelimit.WithMaxKeys(0) }},
+		{"ratelimit: WithObserver: nil Observer", func() { ratelimit.WithObserver(nil) }},
 	}
 	for _, tt := range tests {
 		assert.PanicsWithValue(t, tt.want, tt.f)
 	}
+}
+
+// A nil op, a zero Limiter and a zero Keyed panic at once, even with a done
+// ctx.
+func TestNilOpAndZeroValuesPanic(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	assert.PanicsWithValue(t, "ratelimit: Limiter.Do: nil Op", func() { _ = ratelimit.New(10, 1).Do(ctx, nil) })
+	assert.PanicsWithValue(t, "ratelimit: Keyed.DoKey: nil Op", func() { _ = ratelimit.NewKeyed(10, 1).DoKey(ctx, "a", nil) })
+	p := ratelimit.NewKeyed(10, 1).Policy(func(context.Context) string { return "a" })
+	assert.PanicsWithValue(t, "resilience: PolicyFunc.Do: nil Op", func() { _ = p.Do(ctx, nil) })
+
+	var l ratelimit.Limiter
+	const wantLimiter = "ratelimit: zero Limiter; use New"
+	assert.PanicsWithValue(t, wantLimiter, func() { l.Allow() })
+	assert.PanicsWithValue(t, wantLimiter, func() { _ = l.Do(ctx, nop) })
+	assert.PanicsWithValue(t, wantLimiter, func() { l.Reserve(time.Second) })
+	assert.PanicsWithValue(t, wantLimiter, func() { l.Metrics() })
+
+	var k ratelimit.Keyed
+	const wantKeyed = "ratelimit: zero Keyed; use NewKeyed"
+	assert.PanicsWithValue(t, wantKeyed, func() { k.AllowKey("a") })
+	assert.PanicsWithValue(t, wantKeyed, func() { _ = k.DoKey(ctx, "a", nop) })
+	assert.PanicsWithValue(t, wantKeyed, func() { k.ReserveKey("a", time.Second) })
+	assert.PanicsWithValue(t, wantKeyed, func() { k.Policy(func(context.Context) string { return "a" }) })
+	assert.PanicsWithValue(t, wantKeyed, func() { k.Metrics() })
+}
+
+// The zero Reservation is not OK, and cancelling it does nothing.
+func TestZeroReservation(t *testing.T) {
+	var r ratelimit.Reservation
+	assert.False(t, r.OK())
+	assert.Zero(t, r.Delay())
+	assert.NotPanics(t, r.Cancel)
 }
 
 // Many goroutines share a limiter (run with -race): over a stretch of
@@ -370,4 +411,106 @@ func TestConcurrentCallersShareTheBucket(t *testing.T) {
 		assert.Equal(t, int64(10+99), admitted.Load())
 		assert.Equal(t, errors.Is(ratelimit.ErrLimited, resilience.ErrRejected), true)
 	})
+}
+
+func TestObserved(t *testing.T) {
+	withObserver := func(name string, o resilience.Observer, opts ...ratelimit.Option) []ratelimit.Option {
+		opts = append(opts, ratelimit.WithName(name))
+		if o != nil {
+			opts = append(opts, ratelimit.WithObserver(o))
+		}
+		return opts
+	}
+	tests := []struct {
+		name string
+		new  func(name string, o resilience.Observer) resilience.Policy
+	}{
+		{"New", func(name string, o resilience.Observer) resilience.Policy {
+			return ratelimit.New(10, 200, withObserver(name, o)...)
+		}},
+		{"waiting", func(name string, o resilience.Observer) resilience.Policy {
+			return ratelimit.New(10, 200, withObserver(name, o, ratelimit.WithMaxWait(time.Second))...)
+		}},
+		{"FromLimiter", func(name string, o resilience.Observer) resilience.Policy {
+			return ratelimit.FromLimiter(rate.NewLimiter(10, 200), withObserver(name, o)...)
+		}},
+		{"Keyed", func(name string, o resilience.Observer) resilience.Policy {
+			return ratelimit.NewKeyed(10, 200, withObserver(name, o)...).Policy(func(context.Context) string { return "tenant" })
+		}},
+		{"Inf", func(name string, o resilience.Observer) resilience.Policy {
+			return ratelimit.New(rate.Inf, 0, withObserver(name, o)...)
+		}},
+		{"Keyed Inf", func(name string, o resilience.Observer) resilience.Policy {
+			return ratelimit.NewKeyed(rate.Inf, 0, withObserver(name, o)...).Policy(func(context.Context) string { return "tenant" })
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { policytest.RunObserved(t, resilience.PolicyRateLimiter, tt.new) })
+	}
+}
+
+// A refusal is a Rejected event with the retry-after hint; a call that
+// waited for its token counts the wait in its Duration.
+func TestObserverEvents(t *testing.T) {
+	type key struct{}
+	ctx := context.WithValue(context.Background(), key{}, "call")
+	tests := []struct {
+		name string
+		do   func(o resilience.Observer) func(ctx context.Context, op resilience.Op) error
+	}{
+		{"Limiter", func(o resilience.Observer) func(ctx context.Context, op resilience.Op) error {
+			return ratelimit.New(1, 1, ratelimit.WithName("api"), ratelimit.WithMaxWait(time.Second), ratelimit.WithObserver(o)).Do
+		}},
+		{"Keyed", func(o resilience.Observer) func(ctx context.Context, op resilience.Op) error {
+			k := ratelimit.NewKeyed(1, 1, ratelimit.WithName("api"), ratelimit.WithMaxWait(time.Second), ratelimit.WithObserver(o))
+			return func(ctx context.Context, op resilience.Op) error { return k.DoKey(ctx, "tenant", op) }
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var rec policytest.Recorder
+				do := tt.do(&rec)
+				require.NoError(t, do(ctx, nop), "the burst's token")
+				time.Sleep(500 * time.Millisecond)
+				require.NoError(t, do(ctx, nop), "a token half a second away: waits for it")
+				cctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+				err := do(cctx, nop)
+				cancel()
+				require.ErrorIs(t, err, ratelimit.ErrLimited, "a token a second away, past the deadline")
+				cctx, cancel = context.WithCancel(ctx)
+				time.AfterFunc(100*time.Millisecond, cancel)
+				require.ErrorIs(t, do(cctx, nop), context.Canceled, "the caller gave up waiting")
+
+				events := rec.Events()
+				require.Equal(t, []resilience.EventKind{resilience.Success, resilience.Success, resilience.Rejected, resilience.Ignored},
+					rec.Kinds())
+				assert.Zero(t, events[0].Duration)
+				assert.Equal(t, 500*time.Millisecond, events[1].Duration, "the wait for the token")
+				assert.Zero(t, events[2].Duration, "refused at once")
+				assert.Equal(t, err, events[2].Err)
+				assert.Equal(t, time.Second, events[2].Delay, "the refusal's retry-after hint")
+				assert.Equal(t, 100*time.Millisecond, events[3].Duration)
+				for i, e := range events {
+					assert.Equal(t, "api", e.Name, "Name of %+v", e)
+					assert.Equal(t, resilience.PolicyRateLimiter, e.Policy, "Policy of %+v", e)
+					assert.Equal(t, "call", rec.Contexts()[i].Value(key{}), "ctx of %+v", e)
+				}
+			})
+		})
+	}
+}
+
+// With an observer, an admitted call and a refusal allocate nothing.
+func TestObservedCallsAllocateNothing(t *testing.T) {
+	ctx := context.Background()
+	quiet := ratelimit.WithObserver(resilience.ObserverFunc(func(context.Context, resilience.Event) {}))
+	l := ratelimit.New(1e9, 1e9, quiet)
+	assert.Zero(t, testing.AllocsPerRun(1000, func() { _ = l.Do(ctx, nop) }), "Limiter.Do")
+	k := ratelimit.NewKeyed(10, 1e6, quiet) // a bucket that does not fill again, and so is kept
+	_ = k.DoKey(ctx, "a", nop)
+	assert.Zero(t, testing.AllocsPerRun(1000, func() { _ = k.DoKey(ctx, "a", nop) }), "Keyed.DoKey")
+	refusing := ratelimit.New(1e-6, 1, quiet)
+	_ = refusing.Do(ctx, nop)
+	assert.Zero(t, testing.AllocsPerRun(1000, func() { _ = refusing.Do(ctx, nop) }), "Limiter.Do, refused")
 }

@@ -83,21 +83,27 @@ func newBackoff(name string, kind backoffKind, base, maxDelay time.Duration) Bac
 // attempt (1 for the first) failed; prev is the wait this strategy returned
 // before the previous attempt, or zero. The result is in [0, maxDelay].
 func (b Backoff) Delay(attempt int, prev time.Duration) time.Duration {
+	return b.delay(attempt, prev, nil)
+}
+
+// delay is Delay with its draws from r, or from math/rand/v2's global
+// source when r is nil.
+func (b Backoff) delay(attempt int, prev time.Duration, r *rand.Rand) time.Duration {
 	switch b.kind {
 	case exponential:
 		return b.ceiling(attempt)
 	case fullJitter:
-		return uniform(0, b.ceiling(attempt))
+		return uniform(r, 0, b.ceiling(attempt))
 	case equalJitter:
 		t := b.ceiling(attempt)
-		return t/2 + uniform(0, t-t/2)
+		return t/2 + uniform(r, 0, t-t/2)
 	case decorrelatedJitter:
 		prev = max(prev, b.base)
 		hi := b.maxDelay
 		if prev <= b.maxDelay/3 {
 			hi = 3 * prev
 		}
-		return uniform(b.base, hi)
+		return uniform(r, b.base, hi)
 	}
 	return b.base
 }
@@ -111,16 +117,21 @@ func (b Backoff) ceiling(attempt int) time.Duration {
 	return b.base << shift
 }
 
-// uniform returns a random duration in [lo, hi].
-func uniform(lo, hi time.Duration) time.Duration {
+// uniform returns a random duration in [lo, hi], drawn from r or, when r
+// is nil, from math/rand/v2's global source.
+func uniform(r *rand.Rand, lo, hi time.Duration) time.Duration {
 	span := int64(hi - lo)
 	switch {
 	case span <= 0:
 		return lo
-	case span == math.MaxInt64:
+	case span == math.MaxInt64: // span+1 would overflow
+	default:
+		span++
+	}
+	if r == nil {
 		return lo + time.Duration(rand.Int64N(span))
 	}
-	return lo + time.Duration(rand.Int64N(span+1))
+	return lo + time.Duration(r.Int64N(span))
 }
 
 // BackOff returns a new [backoff.BackOff] of github.com/cenkalti/backoff/v4

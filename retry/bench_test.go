@@ -3,8 +3,11 @@ package retry_test
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"testing"
 
+	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/retry"
 )
 
@@ -71,5 +74,48 @@ func BenchmarkFullJitter(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = bo.Delay(5, 0)
+	}
+}
+
+// observers are the observers the observed benchmarks run with: one that
+// does nothing, the least an observer costs, and SlogObserver over a text
+// handler at its default level, Info.
+var observers = []struct {
+	name string
+	o    resilience.Observer
+}{
+	{"nop", resilience.ObserverFunc(func(context.Context, resilience.Event) {})},
+	{"slog", resilience.SlogObserver(slog.New(slog.NewTextHandler(io.Discard, nil)))},
+}
+
+// BenchmarkDoObserved is BenchmarkDo with an observer.
+func BenchmarkDoObserved(b *testing.B) {
+	for _, o := range observers {
+		b.Run(o.name, func(b *testing.B) {
+			r := retry.New(retry.WithObserver(o.o))
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = r.Do(ctx, nop)
+			}
+		})
+	}
+}
+
+// BenchmarkDoExhaustedObserved is BenchmarkDoExhausted with an observer:
+// two retries, giving up, and the failure, which SlogObserver logs at
+// Warn (giving up) and not at all (the rest, at Debug).
+func BenchmarkDoExhaustedObserved(b *testing.B) {
+	for _, o := range observers {
+		b.Run(o.name, func(b *testing.B) {
+			r := retry.New(retry.WithBackoff(retry.Constant(0)), retry.WithBudget(nil), retry.WithObserver(o.o))
+			ctx := context.Background()
+			errDown := errors.New("down")
+			op := func(context.Context) error { return errDown }
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = r.Do(ctx, op)
+			}
+		})
 	}
 }

@@ -17,7 +17,8 @@ const micro = 1_000_000
 // A floor of minPerSecond tokens a second lets quiet clients retry too.
 //
 // Share one Budget between every retrier that calls the same dependency. It
-// is safe for concurrent use; the zero value is not usable. Depositing is a
+// is safe for concurrent use; the zero value is not usable: make one with
+// [NewBudget], as [WithBudget] requires. Depositing is a
 // striped atomic add that reads no clock; only a retry takes a lock and
 // reads the clock.
 //
@@ -30,10 +31,36 @@ type Budget struct {
 	capacity int64          // the most the ratio pool holds, in micro-tokens
 	deposits stripe.Counter // micro-tokens deposited by requests
 
-	mu    sync.Mutex
-	spent int64     // micro-tokens taken from the ratio pool, or forgotten past capacity
-	floor float64   // tokens in the floor's bucket
-	last  time.Time // when floor was last refilled
+	mu      sync.Mutex
+	spent   int64     // micro-tokens taken from the ratio pool, or forgotten past capacity
+	floor   float64   // tokens in the floor's bucket
+	last    time.Time // when floor was last refilled
+	retries int64     // retries allowed, less those refunded
+	refused int64     // retries refused
+}
+
+// BudgetMetrics is a snapshot of a [Budget]; see [Budget.Metrics].
+type BudgetMetrics struct {
+	// Available is how many retries the budget would allow now, in
+	// tokens: those deposited by calls and not spent, and those of the
+	// floor.
+	Available float64
+	// Retries counts the retries the budget allowed since it was made,
+	// and Refused those it refused.
+	Retries, Refused int64
+}
+
+// Metrics returns the budget's tokens and counts. It takes the budget's
+// lock, as a retry does.
+func (b *Budget) Metrics() BudgetMetrics {
+	if b.deposits == nil {
+		panic("retry: zero Budget; use NewBudget")
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	balance := min(b.deposits.Sum()-b.spent, b.capacity)
+	floor := b.floorAt(time.Now())
+	return BudgetMetrics{Available: float64(balance)/micro + floor, Retries: b.retries, Refused: b.refused}
 }
 
 // NewBudget returns a Budget that allows retries up to ratio of the calls
@@ -62,7 +89,11 @@ func (b *Budget) deposit() { b.deposits.Add(b.ratio) }
 
 // withdraw takes a token for a retry, from the ratio pool or else from the
 // floor, and reports whether there was one.
-func (b *Budget) withdraw() bool {
+func (b *Budget) withdraw() bool { return b.withdrawAt(time.Now) }
+
+// withdrawAt is withdraw on the clock now, which it reads only when the
+// ratio pool is empty.
+func (b *Budget) withdrawAt(clock func() time.Time) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	balance := b.deposits.Sum() - b.spent
@@ -72,21 +103,31 @@ func (b *Budget) withdraw() bool {
 	}
 	if balance >= micro {
 		b.spent += micro
+		b.retries++
 		return true
 	}
-	now := time.Now()
-	b.floor = min(b.perSec, b.floor+max(now.Sub(b.last).Seconds(), 0)*b.perSec)
+	now := clock()
+	b.floor = b.floorAt(now)
 	b.last = now
 	if b.floor >= 1 {
 		b.floor--
+		b.retries++
 		return true
 	}
+	b.refused++
 	return false
+}
+
+// floorAt returns the tokens the floor's bucket holds at now, refilled
+// since it was last, up to a second's worth. b.mu must be held.
+func (b *Budget) floorAt(now time.Time) float64 {
+	return min(b.perSec, b.floor+max(now.Sub(b.last).Seconds(), 0)*b.perSec)
 }
 
 // refund gives back a token taken for a retry that did not happen.
 func (b *Budget) refund() {
 	b.mu.Lock()
 	b.spent -= micro
+	b.retries--
 	b.mu.Unlock()
 }

@@ -343,3 +343,24 @@ func TestDefaultBudget(t *testing.T) {
 		assert.Equal(t, 220+110, retries, "retries of 1100 failing calls over ten seconds")
 	})
 }
+
+// Metrics reports the tokens a budget holds and the retries it allowed and
+// refused.
+func TestBudgetMetrics(t *testing.T) {
+	b := NewBudget(0.5, 0)
+	assert.Equal(t, BudgetMetrics{}, b.Metrics(), "a new budget with no floor holds nothing")
+	for range 4 {
+		b.deposit()
+	}
+	assert.Equal(t, BudgetMetrics{Available: 2}, b.Metrics(), "four calls at half a token each")
+	require.True(t, b.withdraw())
+	require.True(t, b.withdraw())
+	require.False(t, b.withdraw())
+	assert.Equal(t, BudgetMetrics{Available: 0, Retries: 2, Refused: 1}, b.Metrics())
+	b.refund()
+	assert.Equal(t, BudgetMetrics{Available: 1, Retries: 1, Refused: 1}, b.Metrics(), "a refunded token is back, its retry uncounted")
+
+	floor := NewBudget(0, 3)
+	assert.Equal(t, 3.0, floor.Metrics().Available, "a new budget holds its floor")
+	assert.PanicsWithValue(t, "retry: zero Budget; use NewBudget", func() { new(Budget).Metrics() })
+}

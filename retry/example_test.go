@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
 	"time"
 
+	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/retry"
 )
 
@@ -13,9 +16,11 @@ func ExampleRetrier_Do() {
 	r := retry.New(
 		retry.WithMaxAttempts(4),
 		retry.WithBackoff(retry.Constant(time.Millisecond)),
-		retry.WithOnRetry(func(e retry.Event) {
-			fmt.Printf("attempt %d failed: %v\n", e.Attempt, e.Err)
-		}),
+		retry.WithObserver(resilience.ObserverFunc(func(_ context.Context, e resilience.Event) {
+			if e.Kind == resilience.Retry {
+				fmt.Printf("attempt %d failed: %v\n", e.Attempt, e.Err)
+			}
+		})),
 	)
 	calls := 0
 	err := r.Do(context.Background(), func(context.Context) error {
@@ -75,4 +80,30 @@ func ExampleNewBudget() {
 	}
 	fmt.Println(attempts, "attempts for 20 calls")
 	// Output: 22 attempts for 20 calls
+}
+
+// WithObserver with resilience.SlogObserver logs each retry at Debug, and a
+// retrier that gives up at Warn; a success is not logged.
+func ExampleWithObserver() {
+	logger := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{
+		Level: slog.LevelDebug,
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey && len(groups) == 0 {
+				return slog.Attr{} // for an output that does not change
+			}
+			return a
+		},
+	}))
+	r := retry.New(
+		retry.WithName("inventory"),
+		retry.WithMaxAttempts(2),
+		retry.WithBackoff(retry.Constant(time.Millisecond)),
+		retry.WithObserver(resilience.SlogObserver(logger)),
+	)
+	_ = r.Do(context.Background(), func(context.Context) error { return nil })
+	_ = r.Do(context.Background(), func(context.Context) error { return errors.New("connection reset") })
+	// Output:
+	// level=DEBUG msg="resilience: retry" resilience.policy=retry resilience.name=inventory resilience.event=retry resilience.attempt=1 resilience.delay=1ms error="connection reset"
+	// level=WARN msg="resilience: gave up" resilience.policy=retry resilience.name=inventory resilience.event="gave up" resilience.attempt=2 error="retry: gave up after 2 attempts (max attempts): connection reset"
+	// level=DEBUG msg="resilience: failure" resilience.policy=retry resilience.name=inventory resilience.event=failure resilience.attempt=2 error="retry: gave up after 2 attempts (max attempts): connection reset"
 }

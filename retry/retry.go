@@ -9,21 +9,24 @@ import (
 	"github.com/cenkalti/backoff/v4"
 
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/internal/event"
 	"github.com/resilience-go/resilience/internal/wait"
 )
 
 // Retrier calls an op again when it fails, with waits between attempts,
 // within a number of attempts, the caller's deadline and a [Budget]. Make one
 // with [New] and share it: a Retrier is safe for concurrent use, and holds no
-// state of a call between calls. The zero value is not usable. Most callers
-// want [Retrier.Do].
+// state of a call between calls. The zero value is not usable; use New: its
+// methods panic. Most callers want [Retrier.Do].
 type Retrier struct {
 	cfg config
 }
 
 var _ resilience.Policy = (*Retrier)(nil)
 
-// Event describes a retry about to happen; see [WithOnRetry].
+// Event describes a retry about to happen, to the function of
+// [WithOnRetry]; the [resilience.Retry] events of [WithObserver] carry the
+// same.
 type Event struct {
 	// Attempt is the number of the attempt that failed, 1 for the first.
 	Attempt int
@@ -108,10 +111,13 @@ func (e *permanentError) Unwrap() error { return e.err }
 // New returns a Retrier configured by opts. With no options it makes up to 3
 // attempts, waits with FullJitter(100ms, 10s), retries every error but those
 // it never retries, and draws from a budget of its own of NewBudget(0.2, 10).
-// New panics if an option is out of range.
+// New panics if an option is nil or out of range.
 func New(opts ...Option) *Retrier {
 	cfg := defaultConfig()
 	for _, o := range opts {
+		if o == nil {
+			panic("retry: New: nil Option")
+		}
 		o.apply(&cfg)
 	}
 	if !cfg.budgetSet {
@@ -136,34 +142,65 @@ func New(opts ...Option) *Retrier {
 // budget has no token, or when the caller cancels during a wait. A
 // retry-after hint in the error ([resilience.RetryAfter]: a rejection, an
 // HTTP 429 or 503) replaces the computed wait, in full: a server that asks
-// for an hour gets an hour, so bound waits with a ctx deadline. Waits use a
-// timer and ctx. A first attempt that succeeds allocates nothing.
+// for an hour gets an hour, so bound waits with a ctx deadline. A hint of
+// zero or less is no hint: an error that reports one waits as the backoff
+// says, and a rejection that reports one (its wait already over when it is
+// read) comes back as it is, as a rejection without a hint does. Waits use a
+// timer and ctx. A first attempt that succeeds allocates nothing. Do panics
+// if op is nil.
 func (r *Retrier) Do(ctx context.Context, op resilience.Op) error {
+	if op == nil {
+		panic("retry: Retrier.Do: nil Op")
+	}
+	if r.cfg.maxAttempts == 0 {
+		panic("retry: zero Retrier; use New")
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	if r.cfg.budget != nil {
 		r.cfg.budget.deposit()
 	}
+	if r.cfg.observer != nil {
+		return r.doObserved(ctx, op)
+	}
+	err := op(ctx)
+	if err == nil {
+		return nil
+	}
+	return r.retry(ctx, op, err, time.Time{})
+}
+
+// doObserved is Do, once the call is counted in the budget, with an
+// observer.
+func (r *Retrier) doObserved(ctx context.Context, op resilience.Op) error {
+	start := time.Now()
+	err := op(ctx)
+	if err == nil {
+		return r.end(ctx, start, 1, nil)
+	}
+	return r.retry(ctx, op, err, start)
+}
+
+// retry goes on with a call whose first attempt failed with err, and which
+// started at start if it is observed: it retries, or gives up, as Do says,
+// and returns what Do returns.
+func (r *Retrier) retry(ctx context.Context, op resilience.Op, err error, start time.Time) error {
 	var (
 		prev time.Duration   // the last wait the backoff computed
 		bo   backoff.BackOff // from the factory, made at the first retry
 	)
 	for attempt := 1; ; attempt++ {
-		err := op(ctx)
-		if err == nil {
-			return nil
-		}
 		if ctx.Err() != nil || permanent(err) {
-			return err
+			return r.end(ctx, start, attempt, err)
 		}
 		hint, hinted := resilience.RetryAfter(err)
 		rejected := errors.Is(err, resilience.ErrRejected)
 		if rejected && !hinted || r.cfg.retryIf != nil && !r.cfg.retryIf(err) {
-			return err
+			return r.end(ctx, start, attempt, err)
 		}
 		if attempt >= r.cfg.maxAttempts {
-			return &ExhaustedError{Attempts: attempt, Err: err, Reason: MaxAttempts}
+			return r.gaveUp(ctx, start, &ExhaustedError{Attempts: attempt, Err: err, Reason: MaxAttempts})
 		}
 		delay := hint
 		if !hinted {
@@ -172,7 +209,7 @@ func (r *Retrier) Do(ctx context.Context, op resilience.Op) error {
 					bo = r.cfg.newBackOff()
 				}
 				if delay = bo.NextBackOff(); delay == backoff.Stop {
-					return &ExhaustedError{Attempts: attempt, Err: err, Reason: BackoffStopped}
+					return r.gaveUp(ctx, start, &ExhaustedError{Attempts: attempt, Err: err, Reason: BackoffStopped})
 				}
 			} else {
 				delay = r.cfg.backoff.Delay(attempt, prev)
@@ -181,23 +218,59 @@ func (r *Retrier) Do(ctx context.Context, op resilience.Op) error {
 		}
 		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) <= delay {
 			if rejected {
-				return err
+				return r.end(ctx, start, attempt, err)
 			}
-			return &ExhaustedError{Attempts: attempt, Err: err, Reason: Deadline}
+			return r.gaveUp(ctx, start, &ExhaustedError{Attempts: attempt, Err: err, Reason: Deadline})
 		}
 		if r.cfg.budget != nil && !r.cfg.budget.withdraw() {
-			return &ExhaustedError{Attempts: attempt, Err: err, Reason: OutOfBudget}
+			return r.gaveUp(ctx, start, &ExhaustedError{Attempts: attempt, Err: err, Reason: OutOfBudget})
 		}
 		if r.cfg.onRetry != nil {
 			r.cfg.onRetry(Event{Attempt: attempt, Err: err, Delay: delay})
+		}
+		if r.cfg.observer != nil {
+			now, _ := event.End(start)
+			r.cfg.observer.Observe(ctx, resilience.Event{Time: now, Policy: resilience.PolicyRetry,
+				Name: r.cfg.name, Kind: resilience.Retry, Attempt: attempt, Delay: delay, Err: err})
 		}
 		if !wait.Sleep(ctx, delay) || ctx.Err() != nil {
 			if r.cfg.budget != nil {
 				r.cfg.budget.refund() // the retry did not happen
 			}
-			return &ExhaustedError{Attempts: attempt, Err: err, Reason: Cancelled, ctxErr: ctxErr(ctx)}
+			return r.gaveUp(ctx, start, &ExhaustedError{Attempts: attempt, Err: err, Reason: Cancelled, ctxErr: ctxErr(ctx)})
+		}
+		if err = op(ctx); err == nil {
+			return r.end(ctx, start, attempt+1, nil)
 		}
 	}
+}
+
+// end returns err, what a call that started at start returns after
+// attempts attempts, once the observer, if any, has seen it.
+func (r *Retrier) end(ctx context.Context, start time.Time, attempts int, err error) error {
+	if r.cfg.observer != nil {
+		r.observeEnd(ctx, start, attempts, err)
+	}
+	return err
+}
+
+// gaveUp returns ex once the observer, if any, has seen that the call
+// that started at start gave up, and how it ended.
+func (r *Retrier) gaveUp(ctx context.Context, start time.Time, ex *ExhaustedError) error {
+	if r.cfg.observer != nil {
+		now, _ := event.End(start)
+		r.cfg.observer.Observe(ctx, resilience.Event{Time: now, Policy: resilience.PolicyRetry,
+			Name: r.cfg.name, Kind: resilience.GaveUp, Attempt: ex.Attempts, Err: ex})
+		r.observeEnd(ctx, start, ex.Attempts, ex)
+	}
+	return ex
+}
+
+// observeEnd tells the observer how the call that started at start ended.
+func (r *Retrier) observeEnd(ctx context.Context, start time.Time, attempts int, err error) {
+	now, took := event.End(start)
+	r.cfg.observer.Observe(ctx, resilience.Event{Time: now, Policy: resilience.PolicyRetry, Name: r.cfg.name,
+		Kind: event.Outcome(ctx, err), Attempt: attempts, Duration: took, Err: err})
 }
 
 // permanent reports whether err's tree holds an error marked Permanent here

@@ -233,18 +233,177 @@ func TestRejectionIsRetriedOnlyWhenItsHintFits(t *testing.T) {
 	})
 }
 
+// A hint of zero is no hint: an error that carries one, such as an HTTP 500
+// without a Retry-After header, waits as the backoff says instead of not at
+// all, and a rejection whose wait is over comes back as it is.
+func TestZeroHintIsNoHint(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		var delays []time.Duration
+		r := retry.New(retry.WithBackoff(retry.Constant(100*time.Millisecond)),
+			retry.WithOnRetry(func(e retry.Event) { delays = append(delays, e.Delay) }))
+		op, calls := failing(2, hinted{d: 0})
+		require.NoError(t, r.Do(context.Background(), op))
+		assert.Equal(t, int32(3), calls.Load())
+		assert.Equal(t, []time.Duration{100 * time.Millisecond, 100 * time.Millisecond}, delays, "the backoff's waits")
+		assert.Equal(t, 200*time.Millisecond, time.Since(start))
+
+		over := hinted{d: 0, rejected: true}
+		op, calls = failing(1, over)
+		assert.Equal(t, over, r.Do(context.Background(), op), "a rejection whose wait is over, as it is")
+		assert.Equal(t, int32(1), calls.Load())
+		assert.Equal(t, 200*time.Millisecond, time.Since(start), "and without waiting")
+	})
+}
+
+// WithOnRetry sees the retries, beside an observer.
 func TestOnRetryEvents(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var events []retry.Event
+		var rec policytest.Recorder
 		r := retry.New(retry.WithMaxAttempts(3), retry.WithBackoff(retry.Exponential(time.Second, time.Minute)),
-			retry.WithOnRetry(func(e retry.Event) { events = append(events, e) }))
+			retry.WithOnRetry(func(e retry.Event) { events = append(events, e) }), retry.WithObserver(&rec))
 		op, _ := failing(5, errFlaky)
 		_ = r.Do(context.Background(), op)
 		assert.Equal(t, []retry.Event{
 			{Attempt: 1, Err: errFlaky, Delay: time.Second},
 			{Attempt: 2, Err: errFlaky, Delay: 2 * time.Second},
 		}, events)
+		assert.Equal(t, []resilience.EventKind{resilience.Retry, resilience.Retry, resilience.GaveUp, resilience.Failure}, rec.Kinds())
 	})
+}
+
+func TestObserved(t *testing.T) {
+	policytest.RunObserved(t, resilience.PolicyRetry, func(name string, o resilience.Observer) resilience.Policy {
+		// No budget: its tokens come with time, and the check compares
+		// the allocations of calls made at different times.
+		opts := []retry.Option{retry.WithName(name), retry.WithBudget(nil)}
+		if o != nil {
+			opts = append(opts, retry.WithObserver(o))
+		}
+		return retry.New(opts...)
+	})
+}
+
+// A call tells of each retry, of giving up, and of how it ended, with the
+// attempts made and the time it took, waits included.
+func TestObserverEvents(t *testing.T) {
+	type key struct{}
+	ctx := context.WithValue(context.Background(), key{}, "call")
+	tests := []struct {
+		name string
+		op   func(cancel context.CancelFunc) resilience.Op
+		want []resilience.Event
+	}{{
+		name: "success after a retry",
+		op: func(context.CancelFunc) resilience.Op {
+			op, _ := failing(1, errFlaky)
+			return op
+		},
+		want: []resilience.Event{
+			{Kind: resilience.Retry, Attempt: 1, Delay: time.Second, Err: errFlaky},
+			{Kind: resilience.Success, Attempt: 2, Duration: time.Second},
+		},
+	}, {
+		name: "gave up",
+		op: func(context.CancelFunc) resilience.Op {
+			op, _ := failing(5, errFlaky)
+			return op
+		},
+		want: []resilience.Event{
+			{Kind: resilience.Retry, Attempt: 1, Delay: time.Second, Err: errFlaky},
+			{Kind: resilience.Retry, Attempt: 2, Delay: 2 * time.Second, Err: errFlaky},
+			{Kind: resilience.GaveUp, Attempt: 3, Err: &retry.ExhaustedError{Attempts: 3, Err: errFlaky, Reason: retry.MaxAttempts}},
+			{Kind: resilience.Failure, Attempt: 3, Duration: 3 * time.Second,
+				Err: &retry.ExhaustedError{Attempts: 3, Err: errFlaky, Reason: retry.MaxAttempts}},
+		},
+	}, {
+		name: "permanent",
+		op: func(context.CancelFunc) resilience.Op {
+			return func(context.Context) error { return errPermanent }
+		},
+		want: []resilience.Event{{Kind: resilience.Failure, Attempt: 1, Err: errPermanent}},
+	}, {
+		name: "cancelled during the wait",
+		op: func(cancel context.CancelFunc) resilience.Op {
+			return func(context.Context) error {
+				time.AfterFunc(500*time.Millisecond, cancel)
+				return errFlaky
+			}
+		},
+		want: []resilience.Event{
+			{Kind: resilience.Retry, Attempt: 1, Delay: time.Second, Err: errFlaky},
+			{Kind: resilience.GaveUp, Attempt: 1, Err: errCancelled},
+			{Kind: resilience.Ignored, Attempt: 1, Duration: 500 * time.Millisecond, Err: errCancelled},
+		},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var rec policytest.Recorder
+				r := retry.New(retry.WithName("ping"), retry.WithMaxAttempts(3),
+					retry.WithBackoff(retry.Exponential(time.Second, time.Minute)), retry.WithObserver(&rec))
+				ctx, cancel := context.WithCancel(ctx)
+				defer cancel()
+				start := time.Now()
+				err := r.Do(ctx, tt.op(cancel))
+				events := rec.Events()
+				require.Len(t, events, len(tt.want), "events %+v", events)
+				for i, e := range events {
+					want := tt.want[i]
+					assert.Equal(t, want.Kind, e.Kind, "event %d: %+v", i, e)
+					assert.Equal(t, want.Attempt, e.Attempt, "Attempt of %+v", e)
+					assert.Equal(t, want.Delay, e.Delay, "Delay of %+v", e)
+					assert.Equal(t, want.Duration, e.Duration, "Duration of %+v", e)
+					assert.Equal(t, "ping", e.Name, "Name of %+v", e)
+					assert.Equal(t, resilience.PolicyRetry, e.Policy, "Policy of %+v", e)
+					assert.Equal(t, "call", rec.Contexts()[i].Value(key{}), "ctx of %+v", e)
+					assert.False(t, e.Time.Before(start), "Time of %+v", e)
+					switch want.Err {
+					case nil:
+						assert.NoError(t, e.Err, "Err of %+v", e)
+					case errCancelled:
+						var ex *retry.ExhaustedError
+						if assert.ErrorAs(t, e.Err, &ex, "Err of %+v", e) {
+							assert.Equal(t, retry.Cancelled, ex.Reason)
+						}
+					default:
+						assert.Equal(t, want.Err.Error(), e.Err.Error(), "Err of %+v", e)
+					}
+				}
+				if n := len(events); n > 0 {
+					assert.Equal(t, err, events[n-1].Err, "the last event's Err is what Do returned")
+				}
+			})
+		})
+	}
+}
+
+var (
+	errPermanent = retry.Permanent(errors.New("400 Bad Request"))
+	// errCancelled stands for the ExhaustedError of a call cancelled
+	// during a wait.
+	errCancelled = errors.New("cancelled")
+)
+
+// With an observer, a call that retries allocates nothing more.
+func TestObservedRetriesAllocateNothingMore(t *testing.T) {
+	ctx := context.Background()
+	nop := resilience.ObserverFunc(func(context.Context, resilience.Event) {})
+	newRetrier := func(opts ...retry.Option) *retry.Retrier {
+		return retry.New(append(opts, retry.WithBackoff(retry.Constant(0)), retry.WithBudget(nil))...)
+	}
+	for _, fails := range []int{0, 1, 5} {
+		bare, observed := newRetrier(), newRetrier(retry.WithObserver(nop))
+		run := func(r *retry.Retrier) func() {
+			return func() {
+				op, _ := failing(fails, errFlaky)
+				_ = r.Do(ctx, op)
+			}
+		}
+		assert.Equal(t, testing.AllocsPerRun(100, run(bare)), testing.AllocsPerRun(100, run(observed)),
+			"allocations of a call whose op fails %d times, with a no-op observer and without", fails)
+	}
 }
 
 // sequence is a cenkalti BackOff that yields fixed waits, then Stop.
@@ -405,8 +564,12 @@ func TestOptionsPanicOnBadValues(t *testing.T) {
 		f    func()
 	}{
 		{"retry: WithMaxAttempts(0): want n >= 1", func() { retry.WithMaxAttempts(0) }},
-		{"retry: WithRetryIf(nil)", func() { retry.WithRetryIf(nil) }},
-		{"retry: WithBackOffFactory(nil)", func() { retry.WithBackOffFactory(nil) }},
+		{"retry: WithRetryIf: nil f", func() { retry.WithRetryIf(nil) }},
+		{"retry: WithBackOffFactory: nil newBackOff", func() { retry.WithBackOffFactory(nil) }},
+		{"retry: WithOnRetry: nil f", func() { retry.WithOnRetry(nil) }},
+		{"retry: WithObserver: nil Observer", func() { retry.WithObserver(nil) }},
+		{"retry: WithBudget: zero Budget; use NewBudget", func() { retry.WithBudget(&retry.Budget{}) }},
+		{"retry: New: nil Option", func() { retry.New(retry.WithMaxAttempts(2), nil) }},
 		{"retry: Constant(-1s): want d >= 0", func() { retry.Constant(-time.Second) }},
 		{"retry: Exponential(0s, 1s): want 0 < base <= maxDelay", func() { retry.Exponential(0, time.Second) }},
 		{"retry: FullJitter(2s, 1s): want 0 < base <= maxDelay", func() { retry.FullJitter(2*time.Second, time.Second) }},
@@ -423,9 +586,55 @@ func TestOptionsPanicOnBadValues(t *testing.T) {
 	}
 }
 
+// A nil op and a zero Retrier panic at once, even with a done ctx.
+func TestDoPanicsOnNilOpAndZeroRetrier(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	op := func(context.Context) error { return nil }
+	assert.PanicsWithValue(t, "retry: Retrier.Do: nil Op", func() { _ = retry.New().Do(ctx, nil) })
+	assert.PanicsWithValue(t, "retry: zero Retrier; use New", func() { _ = new(retry.Retrier).Do(ctx, op) })
+	// Without a budget a Retrier made by New still works.
+	assert.NoError(t, retry.New(retry.WithBudget(nil)).Do(context.Background(), op))
+}
+
+// The zero Backoff waits nothing.
+func TestZeroBackoff(t *testing.T) {
+	var b retry.Backoff
+	for attempt := 1; attempt <= 3; attempt++ {
+		assert.Zero(t, b.Delay(attempt, time.Second), "attempt %d", attempt)
+	}
+	synctest.Test(t, func(t *testing.T) {
+		calls := 0
+		r := retry.New(retry.WithBackoff(b), retry.WithBudget(nil))
+		start := time.Now()
+		err := r.Do(context.Background(), func(context.Context) error {
+			if calls++; calls < 3 {
+				return errFlaky
+			}
+			return nil
+		})
+		assert.NoError(t, err)
+		assert.Equal(t, 3, calls)
+		assert.Zero(t, time.Since(start), "virtual time spent waiting")
+	})
+}
+
 func TestReasonString(t *testing.T) {
-	assert.Equal(t, "out of budget", retry.OutOfBudget.String())
-	assert.Equal(t, "Reason(9)", retry.Reason(9).String())
+	tests := []struct {
+		r    retry.Reason
+		want string
+	}{
+		{retry.MaxAttempts, "max attempts"},
+		{retry.Deadline, "deadline"},
+		{retry.OutOfBudget, "out of budget"},
+		{retry.BackoffStopped, "backoff stopped"},
+		{retry.Cancelled, "cancelled"},
+		{retry.Cancelled + 1, "Reason(5)"},
+		{retry.Reason(255), "Reason(255)"},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, tt.r.String(), "Reason %d", uint8(tt.r))
+	}
 	assert.EqualError(t, &retry.ExhaustedError{Attempts: 1, Err: errFlaky, Reason: retry.OutOfBudget},
 		"retry: gave up after 1 attempt (out of budget): flaky")
 }
