@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,7 +24,7 @@ func BenchmarkEnqueue(b *testing.B) {
 	for _, database := range servicetest.Databases {
 		b.Run(database.Dialect, func(b *testing.B) {
 			db := database.Open(b)
-			d := dialectOf(b, db)
+			ob := outboxOf(b, db)
 			ctx := context.Background()
 			payload := []byte(`{"order":"o-1234","total":4200}`)
 			tx, err := db.BeginTx(ctx, nil)
@@ -33,7 +34,7 @@ func BenchmarkEnqueue(b *testing.B) {
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
-				if err := outbox.Enqueue(ctx, tx, d, outbox.Message{Topic: "orders", Key: "o-1234", Payload: payload}); err != nil {
+				if err := ob.Enqueue(ctx, tx, outbox.Message{Topic: "orders", Key: "o-1234", Payload: payload}); err != nil {
 					b.Fatal(err)
 				}
 				if i++; i%1000 == 0 { // keep transactions a realistic size
@@ -61,7 +62,7 @@ func BenchmarkEnqueueBatch(b *testing.B) {
 	for _, database := range servicetest.Databases {
 		b.Run(database.Dialect, func(b *testing.B) {
 			db := database.Open(b)
-			d := dialectOf(b, db)
+			ob := outboxOf(b, db)
 			ctx := context.Background()
 			payload := []byte(`{"order":"o-1234","total":4200}`)
 			msgs := make([]outbox.Message, 100)
@@ -78,7 +79,7 @@ func BenchmarkEnqueueBatch(b *testing.B) {
 				}
 				b.StartTimer()
 				start := time.Now()
-				if err := outbox.Enqueue(ctx, tx, d, msgs...); err != nil {
+				if err := ob.Enqueue(ctx, tx, msgs...); err != nil {
 					b.Fatal(err)
 				}
 				spent += time.Since(start)
@@ -103,7 +104,7 @@ func BenchmarkRelayThroughput(b *testing.B) {
 		for _, database := range servicetest.Databases {
 			b.Run(mode+"/"+database.Dialect, func(b *testing.B) {
 				db := database.Open(b)
-				d := dialectOf(b, db)
+				ob := outboxOf(b, db)
 				ctx := context.Background()
 				opts := []outbox.Option{outbox.WithBatchSize(500)}
 				if ordered {
@@ -111,12 +112,12 @@ func BenchmarkRelayThroughput(b *testing.B) {
 				}
 				// One relay for every round, as in a service: a new one each
 				// round would find the lanes still leased to the last.
-				relay := outbox.NewRelay(db.DB, d, discard{}, opts...)
+				relay := ob.NewRelay(discard{}, opts...)
 				var total time.Duration
 				published := 0
 				for b.Loop() {
 					b.StopTimer()
-					fill(b, db, d, backlog)
+					fill(b, db, ob, backlog)
 					b.StartTimer()
 					start := time.Now()
 					for {
@@ -131,7 +132,7 @@ func BenchmarkRelayThroughput(b *testing.B) {
 					}
 					total += time.Since(start)
 				}
-				if left := count(b, db.DB, d); left != 0 {
+				if left := count(b, ob); left != 0 {
 					b.Fatalf("%d messages left unpublished", left)
 				}
 				b.ReportMetric(float64(published)/total.Seconds(), "msgs/s")
@@ -140,8 +141,75 @@ func BenchmarkRelayThroughput(b *testing.B) {
 	}
 }
 
+// brokerPublisher stands for a broker that takes delay to accept a batch,
+// whatever its size, as a round trip to it does; it closes full once it has
+// accepted want messages.
+type brokerPublisher struct {
+	delay    time.Duration
+	accepted atomic.Int64
+	want     int64
+	full     chan struct{}
+}
+
+func (p *brokerPublisher) Publish(_ context.Context, msgs []outbox.Message) []error {
+	time.Sleep(p.delay)
+	if p.accepted.Add(int64(len(msgs))) >= p.want && p.want > 0 {
+		select {
+		case <-p.full:
+		default:
+			close(p.full)
+		}
+	}
+	return nil
+}
+
+// BenchmarkRunThroughput is how fast running relays with default settings
+// empty a backlog of 20,000 messages into a broker that takes 2 ms a
+// batch, with one relay and with two, per database: the msgs/s metric.
+// One relay claims the next batch and acknowledges the last while the
+// broker has the current one.
+func BenchmarkRunThroughput(b *testing.B) {
+	const backlog = 20_000
+	for _, relays := range []int{1, 2} {
+		for _, database := range servicetest.Databases {
+			b.Run(fmt.Sprintf("relays=%d/%s", relays, database.Dialect), func(b *testing.B) {
+				db := database.Open(b)
+				ob := outboxOf(b, db)
+				var total time.Duration
+				for b.Loop() {
+					b.StopTimer()
+					fill(b, db, ob, backlog)
+					pub := &brokerPublisher{delay: 2 * time.Millisecond, want: backlog, full: make(chan struct{})}
+					ctx, cancel := context.WithCancel(context.Background())
+					var wg sync.WaitGroup
+					b.StartTimer()
+					start := time.Now()
+					for range relays {
+						relay := ob.NewRelay(pub)
+						wg.Go(func() {
+							if err := relay.Run(ctx); err != nil {
+								b.Error(err)
+							}
+						})
+					}
+					<-pub.full
+					total += time.Since(start)
+					b.StopTimer()
+					cancel()
+					wg.Wait()
+					if left := count(b, ob); left != 0 {
+						b.Fatalf("%d messages left unpublished", left)
+					}
+					b.StartTimer()
+				}
+				b.ReportMetric(float64(b.N*backlog)/total.Seconds(), "msgs/s")
+			})
+		}
+	}
+}
+
 // fill enqueues n messages with 64 keys, 500 to a transaction.
-func fill(b testing.TB, db *servicetest.DB, d outbox.Dialect, n int) {
+func fill(b testing.TB, db *servicetest.DB, ob *outbox.Outbox, n int) {
 	ctx := context.Background()
 	payload := []byte(`{"order":"o-1234","total":4200}`)
 	for start := 0; start < n; start += 500 {
@@ -153,7 +221,7 @@ func fill(b testing.TB, db *servicetest.DB, d outbox.Dialect, n int) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := outbox.Enqueue(ctx, tx, d, msgs...); err != nil {
+		if err := ob.Enqueue(ctx, tx, msgs...); err != nil {
 			b.Fatal(err)
 		}
 		if err := tx.Commit(); err != nil {
@@ -189,11 +257,11 @@ func BenchmarkCommitToPublish(b *testing.B) {
 	for _, database := range servicetest.Databases {
 		b.Run(database.Dialect, func(b *testing.B) {
 			db := database.Open(b)
-			d := dialectOf(b, db)
+			ob := outboxOf(b, db)
 			var all []time.Duration
 			for b.Loop() {
 				pub := &latencyPublisher{committed: map[string]time.Time{}}
-				relay := outbox.NewRelay(db.DB, d, pub)
+				relay := ob.NewRelay(pub)
 				ctx, cancel := context.WithCancel(context.Background())
 				done := make(chan error)
 				go func() { done <- relay.Run(ctx) }()
@@ -206,7 +274,7 @@ func BenchmarkCommitToPublish(b *testing.B) {
 					if err != nil {
 						b.Fatal(err)
 					}
-					if err := outbox.Enqueue(ctx, tx, d, outbox.Message{ID: id, Topic: "t"}); err != nil {
+					if err := ob.Enqueue(ctx, tx, outbox.Message{ID: id, Topic: "t"}); err != nil {
 						b.Fatal(err)
 					}
 					pub.mu.Lock() // before the commit: the relay may publish at once

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -23,30 +24,16 @@ import (
 // a table of its own, in autocommit, so that what it accepted survives a
 // relay killed before its acknowledgement.
 type sinkPublisher struct {
-	db *sql.DB
-	d  outbox.Dialect
+	db      *sql.DB
+	dialect string
 }
 
 func (p sinkPublisher) Publish(ctx context.Context, msgs []outbox.Message) []error {
 	args := make([]any, len(msgs))
-	marks := ""
 	for i, m := range msgs {
 		args[i] = m.ID
-		if i > 0 {
-			marks += ", "
-		}
-		marks += "(?)"
 	}
-	q := "INSERT INTO sink (message_id) VALUES " + marks
-	if p.d == outbox.Postgres {
-		q = "INSERT INTO sink (message_id) VALUES "
-		for i := range msgs {
-			if i > 0 {
-				q += ", "
-			}
-			q += fmt.Sprintf("($%d)", i+1)
-		}
-	}
+	q := rebind(p.dialect, "INSERT INTO sink (message_id) VALUES "+strings.Repeat("(?), ", len(msgs)-1)+"(?)")
 	if _, err := p.db.ExecContext(ctx, q, args...); err != nil {
 		errs := make([]error, len(msgs))
 		for i := range errs {
@@ -55,10 +42,6 @@ func (p sinkPublisher) Publish(ctx context.Context, msgs []outbox.Message) []err
 		return errs
 	}
 	return nil
-}
-
-func dialectNamed(name string) outbox.Dialect {
-	return map[string]outbox.Dialect{"postgres": outbox.Postgres, "mysql": outbox.MySQL, "sqlite": outbox.SQLite}[name]
 }
 
 // TestRelayChild is the relay that TestCrashedRelaysLoseNothing kills; it
@@ -70,8 +53,8 @@ func TestRelayChild(t *testing.T) {
 	}
 	db, err := sql.Open(os.Getenv("OUTBOX_CHILD_DRIVER"), dsn)
 	require.NoError(t, err)
-	d := dialectNamed(os.Getenv("OUTBOX_CHILD_DIALECT"))
-	relay := outbox.NewRelay(db, d, sinkPublisher{db, d}, outbox.WithBatchSize(20), outbox.WithLease(time.Second),
+	dialect := os.Getenv("OUTBOX_CHILD_DIALECT")
+	relay := outbox.New(db, dialectNamed(dialect)).NewRelay(sinkPublisher{db, dialect}, outbox.WithBatchSize(20), outbox.WithLease(time.Second),
 		outbox.WithPublishTimeout(400*time.Millisecond), outbox.WithPollInterval(5*time.Millisecond))
 	require.NoError(t, relay.Run(context.Background())) // until killed
 }
@@ -86,7 +69,7 @@ func TestCrashedRelaysLoseNothing(t *testing.T) {
 		t.Run(database.Dialect, func(t *testing.T) {
 			t.Parallel()
 			db := database.Open(t)
-			d := dialectOf(t, db)
+			ob := outboxOf(t, db)
 			ctx := context.Background()
 			sinkType := map[string]string{"postgres": "VARCHAR(64)", "mysql": "VARCHAR(64)", "sqlite": "TEXT"}[db.Dialect]
 			_, err := db.ExecContext(ctx, "CREATE TABLE sink (message_id "+sinkType+" NOT NULL)")
@@ -109,7 +92,7 @@ func TestCrashedRelaysLoseNothing(t *testing.T) {
 							{ID: fmt.Sprintf("p%d-%d-a", p, i), Topic: "t"},
 							{ID: fmt.Sprintf("p%d-%d-b", p, i), Topic: "t", Key: fmt.Sprint("k", i%5)},
 						}
-						require.NoError(t, outbox.Enqueue(ctx, tx, d, ids...))
+						require.NoError(t, ob.Enqueue(ctx, tx, ids...))
 						keep := i%10 != 0
 						if keep {
 							require.NoError(t, tx.Commit())
@@ -159,10 +142,10 @@ func TestCrashedRelaysLoseNothing(t *testing.T) {
 			require.NoError(t, db.QueryRowContext(ctx, "SELECT COUNT(*) FROM sink").Scan(&byChildren))
 
 			// A last, clean run: wait out the leases of the killed relays.
-			relay := outbox.NewRelay(db.DB, d, sinkPublisher{db.DB, d}, outbox.WithBatchSize(200))
+			relay := ob.NewRelay(sinkPublisher{db.DB, db.Dialect}, outbox.WithBatchSize(200))
 			require.Eventually(t, func() bool {
 				drain(t, relay)
-				return count(t, db.DB, d) == 0
+				return count(t, ob) == 0
 			}, 30*time.Second, 100*time.Millisecond)
 
 			rows, err := db.QueryContext(ctx, "SELECT message_id FROM sink")

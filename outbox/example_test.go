@@ -3,6 +3,7 @@ package outbox_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -29,14 +30,15 @@ func Example() {
 	db, done := openExampleDB()
 	defer done()
 	ctx := context.Background()
-	if err := outbox.Migrate(ctx, db, outbox.SQLite); err != nil {
+	orders := outbox.New(db, outbox.SQLite)
+	if err := orders.Migrate(ctx); err != nil {
 		panic(err)
 	}
 
 	// The business transaction writes the order and its message together.
 	tx, _ := db.BeginTx(ctx, nil)
 	// ... INSERT INTO orders ...
-	err := outbox.Enqueue(ctx, tx, outbox.SQLite, outbox.Message{
+	err := orders.Enqueue(ctx, tx, outbox.Message{
 		Topic: "orders.created", Key: "o-1", Payload: []byte(`{"order":"o-1"}`),
 	})
 	if err != nil {
@@ -51,7 +53,7 @@ func Example() {
 		fmt.Printf("%s %s %s\n", m.Topic, m.Key, m.Payload)
 		return nil
 	})
-	relay := outbox.NewRelay(db, outbox.SQLite, publish)
+	relay := orders.NewRelay(publish)
 	n, err := relay.Process(ctx)
 	fmt.Println(n, err)
 	// Output:
@@ -60,17 +62,18 @@ func Example() {
 }
 
 // A rolled-back transaction takes its messages with it.
-func ExampleEnqueue_rollback() {
+func ExampleOutbox_Enqueue_rollback() {
 	db, done := openExampleDB()
 	defer done()
 	ctx := context.Background()
-	_ = outbox.Migrate(ctx, db, outbox.SQLite)
+	orders := outbox.New(db, outbox.SQLite)
+	_ = orders.Migrate(ctx)
 
 	tx, _ := db.BeginTx(ctx, nil)
-	_ = outbox.Enqueue(ctx, tx, outbox.SQLite, outbox.Message{Topic: "orders.created"})
+	_ = orders.Enqueue(ctx, tx, outbox.Message{Topic: "orders.created"})
 	_ = tx.Rollback()
 
-	backlog, err := outbox.ReadBacklog(ctx, db, outbox.SQLite)
+	backlog, err := orders.Backlog(ctx)
 	fmt.Println(backlog.Pending, err)
 	// Output: 0 <nil>
 }
@@ -80,8 +83,9 @@ func ExampleInbox_Receive() {
 	db, done := openExampleDB()
 	defer done()
 	ctx := context.Background()
-	_ = outbox.Migrate(ctx, db, outbox.SQLite)
-	inbox := outbox.NewInbox(outbox.SQLite, "billing")
+	billing := outbox.New(db, outbox.SQLite) // the consumer's own database
+	_ = billing.Migrate(ctx)
+	inbox := billing.NewInbox("billing")
 
 	for range 2 { // the broker delivers the message twice
 		tx, _ := db.BeginTx(ctx, nil)
@@ -99,4 +103,39 @@ func ExampleInbox_Receive() {
 	// Output:
 	// charge the customer
 	// already done
+}
+
+// A dead message waits for an operator, who lists it and sends it again.
+func ExampleOutbox_ListDead() {
+	db, done := openExampleDB()
+	defer done()
+	ctx := context.Background()
+	orders := outbox.New(db, outbox.SQLite)
+	_ = orders.Migrate(ctx)
+	tx, _ := db.BeginTx(ctx, nil)
+	_ = orders.Enqueue(ctx, tx, outbox.Message{ID: "m-1", Topic: "orders.created"})
+	_ = tx.Commit()
+
+	down := true
+	relay := orders.NewRelay(outbox.PublisherFunc(func(context.Context, outbox.Message) error {
+		if down {
+			return errors.New("broker: connection refused")
+		}
+		return nil
+	}), outbox.WithMaxAttempts(1))
+	_, _ = relay.Process(ctx)
+
+	dead, _ := orders.ListDead(ctx, 10)
+	for _, m := range dead {
+		fmt.Printf("%s after %d attempt: %s\n", m.ID, m.Attempts, m.LastError)
+	}
+	down = false
+	n, _ := orders.Retry(ctx, "m-1")
+	fmt.Println("retried:", n)
+	n2, _ := relay.Process(ctx)
+	fmt.Println("published:", n2)
+	// Output:
+	// m-1 after 1 attempt: broker: connection refused
+	// retried: 1
+	// published: 1
 }

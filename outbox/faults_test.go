@@ -18,7 +18,7 @@ import (
 // A broker that is down for a while loses nothing: messages back off, and
 // the backlog drains once it is back.
 func TestBrokerDownThenBack(t *testing.T) {
-	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, d outbox.Dialect) {
+	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, ob *outbox.Outbox) {
 		var down atomic.Bool
 		down.Store(true)
 		pub := &memPublisher{fail: func(outbox.Message) error {
@@ -29,7 +29,7 @@ func TestBrokerDownThenBack(t *testing.T) {
 		}}
 		var failures atomic.Int64
 		stop := runRelays(t, 2, func(int) *outbox.Relay {
-			return outbox.NewRelay(db.DB, d, pub, outbox.WithPollInterval(10*time.Millisecond), outbox.WithMaxAttempts(1000),
+			return ob.NewRelay(pub, outbox.WithPollInterval(10*time.Millisecond), outbox.WithMaxAttempts(1000),
 				outbox.WithRetryBackoff(time.Millisecond, 20*time.Millisecond),
 				outbox.WithOnEvent(func(e outbox.Event) {
 					if e.Kind == outbox.Failed {
@@ -41,13 +41,13 @@ func TestBrokerDownThenBack(t *testing.T) {
 		for i := range 100 {
 			id := fmt.Sprint("m", i)
 			want = append(want, id)
-			enqueue(t, db.DB, d, outbox.Message{ID: id, Topic: "t"})
+			enqueue(t, db.DB, ob, outbox.Message{ID: id, Topic: "t"})
 		}
 		require.Eventually(t, func() bool { return failures.Load() >= 200 }, 30*time.Second, 5*time.Millisecond,
 			"the relays keep trying while the broker is down")
 		assert.Empty(t, pub.ids())
 		down.Store(false)
-		require.Eventually(t, func() bool { return count(t, db.DB, d) == 0 }, 30*time.Second, 5*time.Millisecond)
+		require.Eventually(t, func() bool { return count(t, ob) == 0 }, 30*time.Second, 5*time.Millisecond)
 		stop()
 		assert.ElementsMatch(t, want, pub.ids(), "every message, once the broker is back")
 	})
@@ -61,11 +61,11 @@ func TestDatabaseConnectionCut(t *testing.T) {
 		t.Run(database.Dialect, func(t *testing.T) {
 			t.Parallel()
 			direct := database.Open(t)
-			d := dialectOf(t, direct)
+			ob := outboxOf(t, direct)
 			viaProxy, proxy := servicetest.ThroughProxy(t, direct)
 			pub := &memPublisher{}
 			var dbErrors atomic.Int64
-			relay := outbox.NewRelay(viaProxy.DB, d, pub, outbox.WithBatchSize(10), outbox.WithLease(2*time.Second),
+			relay := outbox.New(viaProxy.DB, ob.Dialect()).NewRelay(pub, outbox.WithBatchSize(10), outbox.WithLease(2*time.Second),
 				outbox.WithPublishTimeout(500*time.Millisecond), outbox.WithPollInterval(5*time.Millisecond),
 				outbox.WithOnEvent(func(e outbox.Event) {
 					if e.Kind == outbox.Error {
@@ -81,7 +81,7 @@ func TestDatabaseConnectionCut(t *testing.T) {
 				for range n {
 					id := fmt.Sprint("m", len(want))
 					want = append(want, id)
-					enqueue(t, direct.DB, d, outbox.Message{ID: id, Topic: "t"})
+					enqueue(t, direct.DB, ob, outbox.Message{ID: id, Topic: "t"})
 				}
 			}
 			write(100)
@@ -92,7 +92,7 @@ func TestDatabaseConnectionCut(t *testing.T) {
 				"the relay sees the cut")
 			time.Sleep(300 * time.Millisecond)
 			proxy.Restore()
-			require.Eventually(t, func() bool { return count(t, direct.DB, d) == 0 }, 30*time.Second, 5*time.Millisecond,
+			require.Eventually(t, func() bool { return count(t, ob) == 0 }, 30*time.Second, 5*time.Millisecond,
 				"the relay recovers on its own")
 			cancel()
 			assert.NoError(t, <-done)

@@ -9,24 +9,32 @@ import (
 // Inbox de-duplicates messages on the consumer's side: a consumer records
 // each message's ID in the same transaction as the work the message causes,
 // so that a message delivered twice (at-least-once delivery does that) is
-// worked on once. Make one per consumer with [NewInbox]; it is safe for
-// concurrent use. Records live in d's table_inbox, keyed by (consumer,
-// message ID); [Inbox.Sweep] deletes old ones.
+// worked on once. Make one per consumer with [Outbox.NewInbox]; it is safe
+// for concurrent use. Records live in the outbox's table_inbox, keyed by
+// (consumer, message ID); [Inbox.Sweep] deletes old ones.
 type Inbox struct {
 	d        Dialect
 	consumer string
 	insert   string
 }
 
-// NewInbox returns the inbox of consumer in d's database. It panics if
-// consumer is empty or longer than 128 bytes.
-func NewInbox(d Dialect, consumer string) *Inbox {
+// NewInbox returns the inbox of consumer, in the outbox's database: a
+// consumer's service makes an Outbox of its own database to keep it. It
+// panics if consumer is empty or longer than 128 bytes.
+func (o *Outbox) NewInbox(consumer string) *Inbox {
+	return newInbox(o.d, consumer)
+}
+
+func newInbox(d Dialect, consumer string) *Inbox {
 	if consumer == "" || len(consumer) > 128 {
 		panic(fmt.Sprintf("outbox: NewInbox(%q): want a consumer name of 1 to 128 bytes", consumer))
 	}
+	if d.db == nil {
+		panic("outbox: NewInbox: " + errZeroDialect.Error()[len("outbox: "):])
+	}
 	return &Inbox{
 		d: d, consumer: consumer,
-		insert: d.flavor.InsertIgnore(d.table+"_inbox", []string{"consumer", "message_id", "received_at"}, "?, ?, "+d.flavor.NowMicros()),
+		insert: d.db.sql.InsertIgnore(d.table+"_inbox", []string{"consumer", "message_id", "received_at"}, "?, ?, "+d.now()),
 	}
 }
 
@@ -52,8 +60,8 @@ func (in *Inbox) Receive(ctx context.Context, tx Execer, messageID string) (firs
 // a week is a common choice.
 func (in *Inbox) Sweep(ctx context.Context, db Execer, olderThan time.Duration) (int64, error) {
 	d := in.d
-	cutoff := d.flavor.NowMicros() + " - ?"
-	query := d.flavor.DeleteFirst("{t}_inbox", "consumer, message_id", "consumer = ? AND received_at < "+cutoff, "received_at", 10_000)
+	query := d.db.sql.DeleteFirst("{t}_inbox", "consumer, message_id", "consumer = ? AND received_at < "+d.now()+" - ?",
+		"received_at", 10_000)
 	res, err := db.ExecContext(ctx, d.q(query), in.consumer, olderThan.Microseconds())
 	if err != nil {
 		return 0, fmt.Errorf("outbox: inbox sweep: %w", err)

@@ -95,7 +95,7 @@ func laneOf(key string) int {
 // each run: a run costs two statements, not a new database.
 type modelOutbox struct {
 	db *sql.DB
-	d  outbox.Dialect
+	ob *outbox.Outbox
 	// keys: none, two keys that share a lane, and a key of another lane.
 	keys  []string
 	lanes [2]int
@@ -110,8 +110,9 @@ func newModelOutbox(t testing.TB) *modelOutbox {
 	t.Cleanup(func() { db.Close() })
 	d, err := outbox.SQLite.WithTable("model")
 	require.NoError(t, err)
-	require.NoError(t, outbox.Migrate(context.Background(), db, d))
-	o := &modelOutbox{db: db, d: d, keys: []string{"", "a"}}
+	ob := outbox.New(db, d)
+	require.NoError(t, ob.Migrate(context.Background()))
+	o := &modelOutbox{db: db, ob: ob, keys: []string{"", "a"}}
 	for i := 0; len(o.keys) < 4; i++ {
 		k := fmt.Sprint("k", i)
 		same := laneOf(k) == laneOf("a")
@@ -265,7 +266,7 @@ func (m *relayModel) newRelay() *modelRelay {
 	if m.ordered {
 		opts = append(opts, outbox.WithOrdered())
 	}
-	r.relay = outbox.NewRelay(m.o.db, m.o.d, modelPublisher{m, r}, opts...)
+	r.relay = m.o.ob.NewRelay(modelPublisher{m, r}, opts...)
 	m.all = append(m.all, r)
 	return r
 }
@@ -288,7 +289,7 @@ func (m *relayModel) enqueue() {
 	}
 	tx, err := m.o.db.BeginTx(ctx, nil)
 	require.NoError(t, err)
-	require.NoError(t, outbox.Enqueue(ctx, tx, m.o.d, msgs...))
+	require.NoError(t, m.o.ob.Enqueue(ctx, tx, msgs...))
 	if commit {
 		require.NoError(t, tx.Commit())
 	} else {
@@ -354,7 +355,8 @@ func (m *relayModel) crash(i, diesAt int) {
 	m.relays[i] = m.newRelay()
 }
 
-// lapse ends the leases of the relay with ID id, as if they ran out.
+// lapse ends the leases and the announcement of the relay with ID id, as if
+// they ran out.
 func (m *relayModel) lapse(id string) {
 	t := m.t
 	t.Helper()
@@ -362,6 +364,8 @@ func (m *relayModel) lapse(id string) {
 	_, err := m.o.db.ExecContext(ctx, "UPDATE model SET locked_until = 0 WHERE locked_by LIKE ?", id+":%")
 	require.NoError(t, err)
 	_, err = m.o.db.ExecContext(ctx, "UPDATE model_lanes SET lease_until = 0 WHERE owner = ?", id)
+	require.NoError(t, err)
+	_, err = m.o.db.ExecContext(ctx, "UPDATE model_relays SET seen_until = 0 WHERE relay = ?", id)
 	require.NoError(t, err)
 }
 
@@ -396,7 +400,7 @@ func (m *relayModel) operate() {
 	mm := deadMsgs[m.c.intn(len(deadMsgs), "dead")]
 	ctx := context.Background()
 	if m.c.intn(2, "discard") == 1 {
-		n, err := outbox.Discard(ctx, m.o.db, m.o.d, mm.id)
+		n, err := m.o.ob.Discard(ctx, mm.id)
 		require.NoError(t, err)
 		if n != 1 {
 			t.Fatalf("Discard(%s) = %d, want 1", mm.id, n)
@@ -407,7 +411,7 @@ func (m *relayModel) operate() {
 		}
 		return
 	}
-	n, err := outbox.Retry(ctx, m.o.db, m.o.d, mm.id)
+	n, err := m.o.ob.Retry(ctx, mm.id)
 	require.NoError(t, err)
 	if n != 1 {
 		t.Fatalf("Retry(%s) = %d, want 1", mm.id, n)

@@ -3,9 +3,11 @@ package outbox
 import (
 	"fmt"
 	"time"
+
+	"github.com/resilience-go/resilience"
 )
 
-// An Option configures a [Relay] made by [NewRelay].
+// An Option configures a [Relay] made by [Outbox.NewRelay].
 type Option interface{ apply(*config) }
 
 type optionFunc func(*config)
@@ -24,6 +26,8 @@ type config struct {
 	gapGrace       time.Duration
 	retention      time.Duration
 	id             string
+	name           string
+	observer       resilience.Observer
 	onEvent        func(Event)
 	waker          Waker
 }
@@ -51,10 +55,12 @@ func WithBatchSize(n int) Option {
 }
 
 // WithLease sets how long a claimed batch (or an owned lane) belongs to the
-// relay before another relay may take it over. It must be longer than the
-// publish timeout: a lease that runs out during a publish lets a second
-// relay publish the same messages. Default: 30s. d must be at least a
-// second.
+// relay before another relay may take it over. A relay starts a publish only
+// while the lease it holds covers the publish timeout and a tenth of the
+// lease; in ordered mode it renews a lane's lease as it goes, and a pass
+// over its lanes ends after a third of the lease. A relay that stalls for
+// longer than the lease loses what it holds to another relay. Default: 30s.
+// d must be at least a second, and more than twice the publish timeout.
 func WithLease(d time.Duration) Option {
 	if d < time.Second {
 		panic(fmt.Sprintf("outbox: WithLease(%v): want d >= 1s", d))
@@ -62,8 +68,9 @@ func WithLease(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.lease = d })
 }
 
-// WithPublishTimeout bounds each call to the Publisher. Default: 10s. d must
-// be positive, and less than half the lease.
+// WithPublishTimeout bounds each call to the Publisher, which must honour
+// its ctx: a publish that goes on past the lease may be repeated by another
+// relay. Default: 10s. d must be positive, and less than half the lease.
 func WithPublishTimeout(d time.Duration) Option {
 	if d <= 0 {
 		panic(fmt.Sprintf("outbox: WithPublishTimeout(%v): want d > 0", d))
@@ -82,9 +89,9 @@ func WithPollInterval(d time.Duration) Option {
 }
 
 // WithMaxAttempts sets how many times the relay tries to publish a message
-// before it marks it dead. A dead message waits for an operator ([Retry] or
-// [Discard]); in ordered mode it holds up its lane until then. Default: 10.
-// n must be at least 1.
+// before it marks it dead. A dead message waits for an operator
+// ([Outbox.Retry] or [Outbox.Discard]); in ordered mode it holds up its lane
+// until then. Default: 10. n must be at least 1.
 func WithMaxAttempts(n int) Option {
 	if n < 1 {
 		panic(fmt.Sprintf("outbox: WithMaxAttempts(%d): want n >= 1", n))
@@ -134,7 +141,9 @@ func WithRetention(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.retention = d })
 }
 
-// WithRelayID names the relay in its claims, at most 40 bytes. Default: a
+// WithRelayID names the relay in its claims and as the owner of its lanes,
+// at most 40 bytes. Relays of one table must have IDs of their own: two live
+// relays of one ID would take each other's lanes for their own. Default: a
 // random ID.
 func WithRelayID(id string) Option {
 	if id == "" || len(id) > 40 {
@@ -143,10 +152,44 @@ func WithRelayID(id string) Option {
 	return optionFunc(func(c *config) { c.id = id })
 }
 
+// WithName names the relay's outbox in its events, such as the table or
+// the stream it feeds; the relay's ID is their Subject. Default: "".
+func WithName(name string) Option {
+	return optionFunc(func(c *config) { c.name = name })
+}
+
+// WithObserver sends the relay's events to o (see [resilience.Observer]),
+// with the relay's ID as their Subject and the ctx of Run (or of Process):
+// a [resilience.Success] event for Count messages published and
+// acknowledged, with how long their batch (or lane's turn) took from claim
+// to acknowledgement; [resilience.Failure] for Count messages the Publisher
+// refused, which will be tried again, with the first error;
+// [resilience.Dead] for Count messages that reached the maximum number of
+// attempts; [resilience.Stale] for Count messages published but not
+// acknowledged, because another relay took them over after the lease ran
+// out; and [resilience.Error] when the database, a wakeup or the Publisher
+// failed, and the relay goes on after a pause. Events of no message are
+// not sent. o must be safe for concurrent use and must not block.
+// Default: none. o must not be nil.
+func WithObserver(o resilience.Observer) Option {
+	if o == nil {
+		panic("outbox: WithObserver: nil Observer")
+	}
+	return optionFunc(func(c *config) { c.observer = o })
+}
+
 // WithOnEvent calls f for what the relay does: batches published, messages
-// that failed or died, errors of the database or the Publisher. f runs on the
-// relay's goroutine and must not block. Default: none.
+// that failed or died, errors of the database or the Publisher. f is called
+// from one goroutine at a time, not always the same one, and must not
+// block. Default: none. Both it and [WithObserver] may be given.
+//
+// Deprecated: Use [WithObserver], whose events carry the same: Published
+// is [resilience.Success], Failed is [resilience.Failure], and Dead, Stale
+// and Error keep their names.
 func WithOnEvent(f func(Event)) Option {
+	if f == nil {
+		panic("outbox: WithOnEvent: nil func")
+	}
 	return optionFunc(func(c *config) { c.onEvent = f })
 }
 
@@ -156,5 +199,8 @@ func WithOnEvent(f func(Event)) Option {
 // enqueued by other processes. Default: none; the relay polls, and is woken by Enqueue calls
 // of its own process.
 func WithWaker(w Waker) Option {
+	if w == nil {
+		panic("outbox: WithWaker: nil Waker")
+	}
 	return optionFunc(func(c *config) { c.waker = w })
 }

@@ -35,7 +35,7 @@ func runRelays(t *testing.T, n int, newRelay func(i int) *outbox.Relay) (stop fu
 // first. Where the database allows two writers at once, it also writes two
 // messages of one key from two transactions and commits the later first.
 // It returns the IDs of the committed messages.
-func writeWithHeldTransactions(t *testing.T, db *servicetest.DB, d outbox.Dialect, keys, perKey int) map[string]bool {
+func writeWithHeldTransactions(t *testing.T, db *servicetest.DB, ob *outbox.Outbox, keys, perKey int) map[string]bool {
 	ctx := context.Background()
 	var (
 		mu        sync.Mutex
@@ -49,7 +49,7 @@ func writeWithHeldTransactions(t *testing.T, db *servicetest.DB, d outbox.Dialec
 		id := fmt.Sprintf("k%d:%d", key, seq)
 		tx, err := db.BeginTx(ctx, nil)
 		require.NoError(t, err)
-		require.NoError(t, outbox.Enqueue(ctx, tx, d, outbox.Message{ID: id, Topic: "t", Key: fmt.Sprint("k", key)}))
+		require.NoError(t, ob.Enqueue(ctx, tx, outbox.Message{ID: id, Topic: "t", Key: fmt.Sprint("k", key)}))
 		if hold > 0 {
 			time.Sleep(hold) // others commit meanwhile
 		}
@@ -77,10 +77,10 @@ func writeWithHeldTransactions(t *testing.T, db *servicetest.DB, d outbox.Dialec
 		wg.Go(func() {
 			first, err := db.BeginTx(ctx, nil)
 			require.NoError(t, err)
-			require.NoError(t, outbox.Enqueue(ctx, first, d, outbox.Message{ID: "same:1", Topic: "t", Key: "same"}))
+			require.NoError(t, ob.Enqueue(ctx, first, outbox.Message{ID: "same:1", Topic: "t", Key: "same"}))
 			second, err := db.BeginTx(ctx, nil)
 			require.NoError(t, err)
-			require.NoError(t, outbox.Enqueue(ctx, second, d, outbox.Message{ID: "same:2", Topic: "t", Key: "same"}))
+			require.NoError(t, ob.Enqueue(ctx, second, outbox.Message{ID: "same:2", Topic: "t", Key: "same"}))
 			require.NoError(t, second.Commit())
 			time.Sleep(200 * time.Millisecond)
 			require.NoError(t, first.Commit())
@@ -111,30 +111,30 @@ func waitPublished(t *testing.T, pub *memPublisher, committed map[string]bool) {
 }
 
 func TestFourUnorderedRelaysLoseNothing(t *testing.T) {
-	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, d outbox.Dialect) {
+	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, ob *outbox.Outbox) {
 		pub := &memPublisher{}
 		stop := runRelays(t, 4, func(i int) *outbox.Relay {
-			return outbox.NewRelay(db.DB, d, pub, outbox.WithBatchSize(16), outbox.WithPollInterval(20*time.Millisecond))
+			return ob.NewRelay(pub, outbox.WithBatchSize(16), outbox.WithPollInterval(20*time.Millisecond))
 		})
-		committed := writeWithHeldTransactions(t, db, d, 16, 10)
+		committed := writeWithHeldTransactions(t, db, ob, 16, 10)
 		waitPublished(t, pub, committed)
 		stop()
-		assert.Zero(t, count(t, db.DB, d))
+		assert.Zero(t, count(t, ob))
 		assert.Len(t, pub.ids(), len(committed), "no duplicates without failures")
 	})
 }
 
 func TestFourOrderedRelaysKeepEachKeysOrder(t *testing.T) {
-	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, d outbox.Dialect) {
+	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, ob *outbox.Outbox) {
 		pub := &memPublisher{}
 		stop := runRelays(t, 4, func(i int) *outbox.Relay {
-			return outbox.NewRelay(db.DB, d, pub, outbox.WithOrdered(), outbox.WithBatchSize(16),
+			return ob.NewRelay(pub, outbox.WithOrdered(), outbox.WithBatchSize(16),
 				outbox.WithPollInterval(20*time.Millisecond), outbox.WithGapGrace(time.Second), outbox.WithRelayID(fmt.Sprint("r", i)))
 		})
-		committed := writeWithHeldTransactions(t, db, d, 16, 10)
+		committed := writeWithHeldTransactions(t, db, ob, 16, 10)
 		waitPublished(t, pub, committed)
 		stop()
-		assert.Zero(t, count(t, db.DB, d))
+		assert.Zero(t, count(t, ob))
 		assertKeyOrder(t, pub.ids())
 
 		// The lanes were shared: no relay kept them all.
@@ -171,7 +171,7 @@ func assertKeyOrder(t *testing.T, ids []string) {
 // its lane; once dead it waits for an operator, and the lane goes on after
 // it is discarded.
 func TestOrderedPoisonBlocksOnlyItsLane(t *testing.T) {
-	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, d outbox.Dialect) {
+	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, ob *outbox.Outbox) {
 		ctx := context.Background()
 		pub := &memPublisher{fail: func(m outbox.Message) error {
 			if m.ID == "p:1" {
@@ -179,11 +179,11 @@ func TestOrderedPoisonBlocksOnlyItsLane(t *testing.T) {
 			}
 			return nil
 		}}
-		relay := outbox.NewRelay(db.DB, d, pub, outbox.WithOrdered(), outbox.WithMaxAttempts(2),
+		relay := ob.NewRelay(pub, outbox.WithOrdered(), outbox.WithMaxAttempts(2),
 			outbox.WithRetryBackoff(time.Millisecond, time.Millisecond), outbox.WithGapGrace(0))
 		// p's lane also holds another key, written after the poison.
 		other := sameLaneKey(t, "p")
-		enqueue(t, db.DB, d, outbox.Message{ID: "p:1", Topic: "t", Key: "p"}, outbox.Message{ID: "p:2", Topic: "t", Key: "p"},
+		enqueue(t, db.DB, ob, outbox.Message{ID: "p:1", Topic: "t", Key: "p"}, outbox.Message{ID: "p:2", Topic: "t", Key: "p"},
 			outbox.Message{ID: other + ":1", Topic: "t", Key: other}, outbox.Message{ID: "free:1", Topic: "t", Key: "free"})
 		for range 5 {
 			_, err := relay.Process(ctx)
@@ -191,12 +191,12 @@ func TestOrderedPoisonBlocksOnlyItsLane(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 		assert.Equal(t, []string{"free:1"}, pub.ids(), "other lanes flow; the poison's lane waits")
-		dead, err := outbox.ListDead(ctx, db.DB, d, 10)
+		dead, err := ob.ListDead(ctx, 10)
 		require.NoError(t, err)
 		require.Len(t, dead, 1)
 		assert.Equal(t, "p:1", dead[0].ID)
 
-		n, err := outbox.Discard(ctx, db.DB, d, "p:1")
+		n, err := ob.Discard(ctx, "p:1")
 		require.NoError(t, err)
 		require.Equal(t, int64(1), n)
 		time.Sleep(5 * time.Millisecond)
@@ -219,7 +219,7 @@ func sameLaneKey(t *testing.T, key string) string {
 
 // A failed message in ordered mode is retried before anything after it.
 func TestOrderedRetryKeepsOrder(t *testing.T) {
-	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, d outbox.Dialect) {
+	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, ob *outbox.Outbox) {
 		fails := 2
 		pub := &memPublisher{}
 		pub.fail = func(m outbox.Message) error {
@@ -229,13 +229,13 @@ func TestOrderedRetryKeepsOrder(t *testing.T) {
 			}
 			return nil
 		}
-		relay := outbox.NewRelay(db.DB, d, pub, outbox.WithOrdered(), outbox.WithRetryBackoff(time.Millisecond, time.Millisecond),
+		relay := ob.NewRelay(pub, outbox.WithOrdered(), outbox.WithRetryBackoff(time.Millisecond, time.Millisecond),
 			outbox.WithGapGrace(0))
 		var msgs []outbox.Message
 		for i := 1; i <= 5; i++ {
 			msgs = append(msgs, outbox.Message{ID: fmt.Sprint("k:", i), Topic: "t", Key: "k"})
 		}
-		enqueue(t, db.DB, d, msgs...)
+		enqueue(t, db.DB, ob, msgs...)
 		require.Eventually(t, func() bool {
 			_, err := relay.Process(context.Background())
 			require.NoError(t, err)

@@ -3,18 +3,15 @@ package outbox
 import (
 	"context"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"reflect"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/resilience-go/resilience/internal/sqlstore"
+	"github.com/resilience-go/resilience/internal/wait"
 )
 
 // Message is one message to publish: a topic (a subject, an exchange, a
@@ -22,8 +19,8 @@ import (
 // payload and headers.
 type Message struct {
 	// ID identifies the message, for the broker's and the consumers'
-	// de-duplication. [Enqueue] fills in a UUIDv7 when it is empty. At most
-	// 64 bytes, unique in the outbox.
+	// de-duplication. [Outbox.Enqueue] fills in a UUIDv7 when it is empty.
+	// At most 64 bytes, unique in the outbox.
 	ID string
 	// Topic is where the message goes. Required, at most 255 bytes.
 	Topic string
@@ -57,27 +54,76 @@ const (
 // table outbox_messages by default. A Dialect is a small value; the With
 // methods return changed copies.
 type Dialect struct {
-	flavor     sqlstore.Flavor
+	db         *database
 	table      string
 	maxPayload int
-	notify     string // PostgreSQL NOTIFY channel, or ""
+	notify     string // the NOTIFY statement of each transaction that enqueues, or ""
 }
+
+// database is what the outbox does differently on each database: one value
+// per database, in postgres.go, mysql.go and sqlite.go, each field set (a
+// test checks).
+type database struct {
+	sql *sqlstore.Dialect
+	// schema is the outbox's tables, by version: {t} stands for the table,
+	// {n} for its name without a schema, which index names start with.
+	schema []sqlstore.Migration
+	// laneGuard returns the condition, and its arguments, that a message of
+	// a lane must meet to be published: that no message of a lower id can
+	// still appear in the lane, given the gap grace.
+	laneGuard func(gapGrace time.Duration) (string, []any)
+	// notify returns the statement by which a transaction that enqueues
+	// announces it on channel, or an error where the database has none.
+	notify func(channel string) (string, error)
+	// writers is how the database lets writers in.
+	writers writers
+}
+
+// writers is how a database lets writers in.
+type writers int
+
+const (
+	// manyWriters: the database lets writers in together, and queues
+	// those that wait for a row's lock.
+	manyWriters writers = iota + 1
+	// oneWriter: the database lets one writer in at a time and the others
+	// wait in a busy handler, which keeps no turn order and can hold a
+	// writer back for seconds while others write. There the relays of an
+	// Outbox take turns to write, first come first served, so that none
+	// waits past its lease for the statement that acknowledges.
+	oneWriter
+)
 
 // The dialects, with the default table and a 1 MiB payload limit.
 var (
-	Postgres = Dialect{flavor: sqlstore.Postgres, table: "outbox_messages", maxPayload: 1 << 20}
-	MySQL    = Dialect{flavor: sqlstore.MySQL, table: "outbox_messages", maxPayload: 1 << 20}
-	SQLite   = Dialect{flavor: sqlstore.SQLite, table: "outbox_messages", maxPayload: 1 << 20}
+	Postgres = Dialect{db: postgres, table: "outbox_messages", maxPayload: 1 << 20}
+	MySQL    = Dialect{db: mysql, table: "outbox_messages", maxPayload: 1 << 20}
+	SQLite   = Dialect{db: sqlite, table: "outbox_messages", maxPayload: 1 << 20}
 )
 
-func (d Dialect) String() string { return d.flavor.String() + ":" + d.table }
+func (d Dialect) String() string {
+	if d.db == nil {
+		return "zero Dialect"
+	}
+	return d.db.sql.Name + ":" + d.table
+}
 
-// WithTable returns d with its messages in table (and its other tables
-// named after it: table_lanes, table_inbox, table_migrations). A table name
-// often comes from configuration, so a bad one is an error: it must be a
-// plain identifier or schema.identifier, letters, digits and underscores.
+// longestSuffix is the longest suffix the outbox adds to its table's name:
+// an index of the inbox is {table}_inbox_received.
+const longestSuffix = len("_inbox_received")
+
+// WithTable returns d with its messages in table, and its other tables
+// named after it: table_lanes, table_relays, table_inbox,
+// table_migrations. A table name often comes from configuration, so a bad
+// one is an error: it must be a plain identifier or schema.identifier,
+// letters, digits and underscores, with a table part of at most 48 bytes on
+// PostgreSQL and 49 on MySQL (the longest name the outbox derives from it
+// adds 15).
 func (d Dialect) WithTable(table string) (Dialect, error) {
-	if err := sqlstore.CheckIdent(table); err != nil {
+	if d.db == nil {
+		return d, errZeroDialect
+	}
+	if err := d.db.sql.CheckTable(table, longestSuffix); err != nil {
 		return d, fmt.Errorf("outbox: table name: %w", err)
 	}
 	d.table = table
@@ -98,22 +144,90 @@ func (d Dialect) WithMaxPayload(n int) Dialect {
 // transaction that enqueues, for relays in other processes that LISTEN on
 // it. Off by default: each such commit takes a global lock in PostgreSQL,
 // and LISTEN does not work through a transaction pooler. It panics for
-// another database or a channel that is not an identifier.
+// another database or a channel that is not an identifier of at most 48
+// bytes.
 func (d Dialect) WithNotify(channel string) Dialect {
-	if d.flavor != sqlstore.Postgres {
-		panic("outbox: WithNotify: only PostgreSQL has NOTIFY")
+	if err := sqlstore.CheckIdent(channel); err != nil || strings.Contains(channel, ".") || len(channel) > 48 {
+		panic(fmt.Sprintf("outbox: WithNotify(%q): want an identifier of at most 48 bytes", channel))
 	}
-	if err := sqlstore.CheckIdent(channel); err != nil || strings.Contains(channel, ".") {
-		panic(fmt.Sprintf("outbox: WithNotify(%q): want an identifier", channel))
+	if d.db == nil {
+		panic(errZeroDialect.Error())
 	}
-	d.notify = channel
+	statement, err := d.db.notify(channel)
+	if err != nil {
+		panic(err.Error())
+	}
+	d.notify = statement
 	return d
 }
 
+var errZeroDialect = errors.New("outbox: zero Dialect; use outbox.Postgres, MySQL or SQLite")
+
 // q rebinds a query written with ? placeholders and {t} for the table.
 func (d Dialect) q(query string) string {
-	return d.flavor.Rebind(strings.ReplaceAll(query, "{t}", d.table))
+	return d.db.sql.Rebind(strings.ReplaceAll(query, "{t}", d.table))
 }
+
+// now is the database's clock, in microseconds.
+func (d Dialect) now() string { return d.db.sql.Now }
+
+// Outbox is the outbox of one table in one database: it enqueues messages
+// in the business transaction, makes the relays that publish them, and
+// answers an operator. Make one with [New] per table and share it: its
+// relays wake the moment its Enqueue writes. It is safe for concurrent use.
+type Outbox struct {
+	db      *sql.DB
+	d       Dialect
+	wakeups wait.Wakeups
+	turn    chan struct{} // where the database has one writer: held by the relay that writes
+}
+
+// New returns the outbox of d's table in db. It checks nothing and starts
+// nothing: call [Outbox.Migrate] once at start-up, and run a relay
+// ([Outbox.NewRelay]). It panics if db is nil or d is the zero Dialect.
+func New(db *sql.DB, d Dialect) *Outbox {
+	if db == nil {
+		panic("outbox: New: nil db")
+	}
+	if d.db == nil {
+		panic("outbox: New: " + errZeroDialect.Error()[len("outbox: "):])
+	}
+	o := &Outbox{db: db, d: d}
+	if d.db.writers == oneWriter {
+		o.turn = make(chan struct{}, 1)
+	}
+	return o
+}
+
+// takeTurn waits for the relays' turn to write, where the database has one
+// writer, in the order the relays asked (a channel's senders wait in
+// line), or until ctx is done. A caller that took the turn gives it back
+// with endTurn.
+func (o *Outbox) takeTurn(ctx context.Context) error {
+	if o.turn == nil {
+		return nil
+	}
+	select {
+	case o.turn <- struct{}{}: // free
+		return nil
+	default:
+	}
+	select {
+	case o.turn <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+func (o *Outbox) endTurn() {
+	if o.turn != nil {
+		<-o.turn
+	}
+}
+
+// Dialect returns the outbox's dialect.
+func (o *Outbox) Dialect() Dialect { return o.d }
 
 // Execer is what Enqueue writes through: a *sql.Tx, or anything else with
 // ExecContext, such as a *sql.Conn inside a transaction it began.
@@ -139,21 +253,33 @@ type MessageError struct {
 	Err   error
 }
 
-func (e *MessageError) Error() string { return fmt.Sprintf("outbox: message %d: %v", e.Index, e.Err) }
+func (e *MessageError) Error() string {
+	return fmt.Sprintf("outbox: message %d: %s", e.Index, strings.TrimPrefix(e.Err.Error(), "outbox: "))
+}
 func (e *MessageError) Unwrap() error { return e.Err }
 
-// Enqueue writes msgs into d's outbox through tx, the transaction that
+// Enqueue writes msgs into the outbox through tx, the transaction that
 // writes the business data they announce: the messages exist if and only if
 // that transaction commits. It fills in the ID of each message that has
 // none. It checks every message before writing any, and writes them in one
-// statement per 500. After writing, it wakes the relays of this process that
-// serve the same table, so that they publish as soon as tx commits.
-func Enqueue(ctx context.Context, tx Execer, d Dialect, msgs ...Message) error {
+// statement per 500. After writing, it wakes the outbox's relays in this
+// process, so that they publish as soon as tx commits.
+func (o *Outbox) Enqueue(ctx context.Context, tx Execer, msgs ...Message) error {
+	if err := enqueue(ctx, tx, o.d, msgs); err != nil {
+		return err
+	}
+	if len(msgs) > 0 {
+		o.wakeups.Wake()
+	}
+	return nil
+}
+
+func enqueue(ctx context.Context, tx Execer, d Dialect, msgs []Message) error {
 	if v := reflect.ValueOf(tx); tx == nil || v.Kind() == reflect.Pointer && v.IsNil() {
 		return ErrNilTx
 	}
-	if d.flavor == 0 {
-		return errors.New("outbox: Enqueue: zero Dialect; use outbox.Postgres, MySQL or SQLite")
+	if d.db == nil {
+		return errors.New("outbox: Enqueue: " + errZeroDialect.Error()[len("outbox: "):])
 	}
 	for i := range msgs {
 		if err := d.check(&msgs[i]); err != nil {
@@ -162,7 +288,7 @@ func Enqueue(ctx context.Context, tx Execer, d Dialect, msgs ...Message) error {
 	}
 	for i := range msgs {
 		if msgs[i].ID == "" {
-			msgs[i].ID = newUUIDv7()
+			msgs[i].ID = sqlstore.UUIDv7()
 		}
 	}
 	for start := 0; start < len(msgs); start += 500 {
@@ -171,12 +297,9 @@ func Enqueue(ctx context.Context, tx Execer, d Dialect, msgs ...Message) error {
 		}
 	}
 	if d.notify != "" && len(msgs) > 0 {
-		if _, err := tx.ExecContext(ctx, "SELECT pg_notify($1, '')", d.notify); err != nil {
+		if _, err := tx.ExecContext(ctx, d.notify); err != nil {
 			return fmt.Errorf("outbox: notify: %w", err)
 		}
-	}
-	if len(msgs) > 0 {
-		wake(d.table)
 	}
 	return nil
 }
@@ -205,7 +328,7 @@ func (d Dialect) insert(ctx context.Context, tx Execer, msgs []Message) error {
 	b.WriteString(d.table)
 	b.WriteString(" (" + columns + ") VALUES ")
 	args := make([]any, 0, 7*len(msgs))
-	now := d.flavor.NowMicros()
+	now := d.now()
 	row := "(?, ?, ?, ?, ?, ?, " + now + ", " + now + ")"
 	rowNotBefore := "(?, ?, ?, ?, ?, ?, " + now + ", ?)"
 	for i := range msgs {
@@ -237,38 +360,8 @@ func (d Dialect) insert(ctx context.Context, tx Execer, msgs []Message) error {
 			args = append(args, m.NotBefore.UnixMicro())
 		}
 	}
-	_, err := tx.ExecContext(ctx, d.flavor.Rebind(b.String()), args...)
+	_, err := tx.ExecContext(ctx, d.db.sql.Rebind(b.String()), args...)
 	return err
-}
-
-// newUUIDv7 returns a new UUID of version 7: 48 bits of Unix milliseconds,
-// then random bits, so that IDs sort roughly by time.
-func newUUIDv7() string {
-	var u [16]byte
-	ms := uint64(time.Now().UnixMilli())
-	for i := range 6 {
-		u[i] = byte(ms >> (40 - 8*i))
-	}
-	r1, r2 := rand.Uint64(), rand.Uint64()
-	for i := range 5 {
-		u[6+i] = byte(r1 >> (8 * i))
-	}
-	for i := range 5 {
-		u[11+i] = byte(r2 >> (8 * i))
-	}
-	u[6] = 0x70 | u[6]&0x0f // version 7
-	u[8] = 0x80 | u[8]&0x3f // RFC 9562 variant
-	var s [36]byte
-	hex.Encode(s[0:8], u[0:4])
-	s[8] = '-'
-	hex.Encode(s[9:13], u[4:6])
-	s[13] = '-'
-	hex.Encode(s[14:18], u[6:8])
-	s[18] = '-'
-	hex.Encode(s[19:23], u[8:10])
-	s[23] = '-'
-	hex.Encode(s[24:36], u[10:16])
-	return string(s[:])
 }
 
 // Publisher sends messages to a broker. Publish sends msgs and returns nil
@@ -296,63 +389,4 @@ func (f PublisherFunc) Publish(ctx context.Context, msgs []Message) []error {
 		}
 	}
 	return errs
-}
-
-// Wakeups: Enqueue wakes the relays of this process that serve the same
-// table. A table's waiters are a set of channels with room for one signal.
-var wakers sync.Map // table -> *waker
-
-type waker struct {
-	mu   sync.Mutex
-	subs atomic.Pointer[[]chan struct{}]
-}
-
-func wakerFor(table string) *waker {
-	if w, ok := wakers.Load(table); ok {
-		return w.(*waker)
-	}
-	w, _ := wakers.LoadOrStore(table, new(waker))
-	return w.(*waker)
-}
-
-func wake(table string) {
-	w, ok := wakers.Load(table)
-	if !ok {
-		return
-	}
-	if subs := w.(*waker).subs.Load(); subs != nil {
-		for _, c := range *subs {
-			select {
-			case c <- struct{}{}:
-			default:
-			}
-		}
-	}
-}
-
-// subscribe returns a channel that receives a signal when messages are
-// enqueued to table, and a func that stops the signals.
-func subscribe(table string) (<-chan struct{}, func()) {
-	w := wakerFor(table)
-	c := make(chan struct{}, 1)
-	w.mu.Lock()
-	var subs []chan struct{}
-	if old := w.subs.Load(); old != nil {
-		subs = append(subs, *old...)
-	}
-	subs = append(subs, c)
-	w.subs.Store(&subs)
-	w.mu.Unlock()
-	return c, func() {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		old := *w.subs.Load()
-		subs := make([]chan struct{}, 0, len(old))
-		for _, s := range old {
-			if s != c {
-				subs = append(subs, s)
-			}
-		}
-		w.subs.Store(&subs)
-	}
 }

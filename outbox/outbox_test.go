@@ -14,6 +14,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/internal/policytest"
 	"github.com/resilience-go/resilience/internal/servicetest"
 	"github.com/resilience-go/resilience/outbox"
 )
@@ -64,31 +66,36 @@ func (p *memPublisher) setFail(f func(outbox.Message) error) {
 	p.mu.Unlock()
 }
 
-// dialectOf returns the outbox dialect of a test database, migrated.
-func dialectOf(t testing.TB, db *servicetest.DB) outbox.Dialect {
+// dialectNamed returns the outbox dialect of a kind of test database.
+func dialectNamed(name string) outbox.Dialect {
+	return map[string]outbox.Dialect{"postgres": outbox.Postgres, "mysql": outbox.MySQL, "sqlite": outbox.SQLite}[name]
+}
+
+// outboxOf returns the outbox of a test database, migrated.
+func outboxOf(t testing.TB, db *servicetest.DB) *outbox.Outbox {
 	t.Helper()
-	d := map[string]outbox.Dialect{"postgres": outbox.Postgres, "mysql": outbox.MySQL, "sqlite": outbox.SQLite}[db.Dialect]
-	require.NoError(t, outbox.Migrate(context.Background(), db.DB, d))
-	return d
+	ob := outbox.New(db.DB, dialectNamed(db.Dialect))
+	require.NoError(t, ob.Migrate(context.Background()))
+	return ob
 }
 
 // forEachDatabase runs f against SQLite, PostgreSQL and MySQL.
-func forEachDatabase(t *testing.T, f func(t *testing.T, db *servicetest.DB, d outbox.Dialect)) {
+func forEachDatabase(t *testing.T, f func(t *testing.T, db *servicetest.DB, ob *outbox.Outbox)) {
 	for _, database := range servicetest.Databases {
 		t.Run(database.Dialect, func(t *testing.T) {
 			t.Parallel()
 			db := database.Open(t)
-			f(t, db, dialectOf(t, db))
+			f(t, db, outboxOf(t, db))
 		})
 	}
 }
 
-// enqueue writes msgs in one committed transaction.
-func enqueue(t testing.TB, db *sql.DB, d outbox.Dialect, msgs ...outbox.Message) {
+// enqueue writes msgs in one committed transaction of db.
+func enqueue(t testing.TB, db *sql.DB, ob *outbox.Outbox, msgs ...outbox.Message) {
 	t.Helper()
 	tx, err := db.BeginTx(context.Background(), nil)
 	require.NoError(t, err)
-	require.NoError(t, outbox.Enqueue(context.Background(), tx, d, msgs...))
+	require.NoError(t, ob.Enqueue(context.Background(), tx, msgs...))
 	require.NoError(t, tx.Commit())
 }
 
@@ -106,19 +113,19 @@ func drain(t testing.TB, r *outbox.Relay) int {
 	}
 }
 
-func count(t testing.TB, db *sql.DB, d outbox.Dialect) int {
+func count(t testing.TB, ob *outbox.Outbox) int {
 	t.Helper()
-	b, err := outbox.ReadBacklog(context.Background(), db, d)
+	b, err := ob.Backlog(context.Background())
 	require.NoError(t, err)
 	return int(b.Pending + b.Dead)
 }
 
 func TestMigrateIsIdempotentAndConcurrent(t *testing.T) {
-	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, d outbox.Dialect) {
+	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, ob *outbox.Outbox) {
 		var wg sync.WaitGroup
 		errs := make([]error, 4)
 		for i := range errs {
-			wg.Go(func() { errs[i] = outbox.Migrate(context.Background(), db.DB, d) })
+			wg.Go(func() { errs[i] = ob.Migrate(context.Background()) })
 		}
 		wg.Wait()
 		for _, err := range errs {
@@ -131,11 +138,11 @@ func TestMigrateIsIdempotentAndConcurrent(t *testing.T) {
 }
 
 func TestCommittedMessagesArePublishedRolledBackNever(t *testing.T) {
-	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, d outbox.Dialect) {
+	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, ob *outbox.Outbox) {
 		ctx := context.Background()
 		tx, err := db.BeginTx(ctx, nil)
 		require.NoError(t, err)
-		require.NoError(t, outbox.Enqueue(ctx, tx, d, outbox.Message{ID: "rolled-back", Topic: "t", Payload: []byte("x")}))
+		require.NoError(t, ob.Enqueue(ctx, tx, outbox.Message{ID: "rolled-back", Topic: "t", Payload: []byte("x")}))
 		require.NoError(t, tx.Rollback())
 
 		msgs := []outbox.Message{
@@ -143,14 +150,14 @@ func TestCommittedMessagesArePublishedRolledBackNever(t *testing.T) {
 			{Topic: "orders", Key: "o-2", Payload: []byte(`{"id":2}`)},
 			{Topic: "audit", Payload: nil},
 		}
-		enqueue(t, db.DB, d, msgs...)
+		enqueue(t, db.DB, ob, msgs...)
 		for _, m := range msgs {
 			assert.Len(t, m.ID, 36, "Enqueue fills in a UUIDv7")
 			assert.Equal(t, byte('7'), m.ID[14], "version 7: %s", m.ID)
 		}
 
 		pub := &memPublisher{}
-		relay := outbox.NewRelay(db.DB, d, pub)
+		relay := ob.NewRelay(pub)
 		assert.Equal(t, 3, drain(t, relay))
 		got := pub.published()
 		require.Len(t, got, 3)
@@ -163,15 +170,15 @@ func TestCommittedMessagesArePublishedRolledBackNever(t *testing.T) {
 		}
 		assert.Equal(t, map[string]string{"trace": "abc"}, got[0].Headers)
 		assert.NotContains(t, pub.ids(), "rolled-back")
-		assert.Zero(t, count(t, db.DB, d), "published messages are deleted")
+		assert.Zero(t, count(t, ob), "published messages are deleted")
 		assert.Equal(t, outbox.Stats{Published: 3}, relay.Stats())
 	})
 }
 
 func TestEnqueueRefusesBadInputBeforeWriting(t *testing.T) {
-	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, d outbox.Dialect) {
+	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, ob *outbox.Outbox) {
 		ctx := context.Background()
-		small := d.WithMaxPayload(10)
+		small := outbox.New(db.DB, ob.Dialect().WithMaxPayload(10))
 		tests := []struct {
 			name string
 			msg  outbox.Message
@@ -187,7 +194,7 @@ func TestEnqueueRefusesBadInputBeforeWriting(t *testing.T) {
 			tx, err := db.BeginTx(ctx, nil)
 			require.NoError(t, err)
 			good := outbox.Message{Topic: "t", Payload: []byte("ok")}
-			err = outbox.Enqueue(ctx, tx, small, good, tt.msg)
+			err = small.Enqueue(ctx, tx, good, tt.msg)
 			assert.ErrorIs(t, err, tt.want, tt.name)
 			var me *outbox.MessageError
 			if assert.ErrorAs(t, err, &me, tt.name) {
@@ -195,16 +202,16 @@ func TestEnqueueRefusesBadInputBeforeWriting(t *testing.T) {
 			}
 			require.NoError(t, tx.Commit())
 		}
-		assert.Zero(t, count(t, db.DB, d), "nothing written, not even the good message")
+		assert.Zero(t, count(t, ob), "nothing written, not even the good message")
 
-		assert.ErrorIs(t, outbox.Enqueue(ctx, nil, d, outbox.Message{Topic: "t"}), outbox.ErrNilTx)
-		assert.ErrorIs(t, outbox.Enqueue(ctx, (*sql.Tx)(nil), d, outbox.Message{Topic: "t"}), outbox.ErrNilTx)
+		assert.ErrorIs(t, ob.Enqueue(ctx, nil, outbox.Message{Topic: "t"}), outbox.ErrNilTx)
+		assert.ErrorIs(t, ob.Enqueue(ctx, (*sql.Tx)(nil), outbox.Message{Topic: "t"}), outbox.ErrNilTx)
 
 		// A duplicate ID is refused by the database.
-		enqueue(t, db.DB, d, outbox.Message{ID: "dup", Topic: "t"})
+		enqueue(t, db.DB, ob, outbox.Message{ID: "dup", Topic: "t"})
 		tx, err := db.BeginTx(ctx, nil)
 		require.NoError(t, err)
-		assert.Error(t, outbox.Enqueue(ctx, tx, d, outbox.Message{ID: "dup", Topic: "t"}))
+		assert.Error(t, ob.Enqueue(ctx, tx, outbox.Message{ID: "dup", Topic: "t"}))
 		require.NoError(t, tx.Rollback())
 	})
 }
@@ -216,29 +223,73 @@ func TestTableNamesAreValidated(t *testing.T) {
 	}
 	d, err := outbox.Postgres.WithTable("events.outbox_v2")
 	require.NoError(t, err)
-	assert.Equal(t, "postgres:events.outbox_v2", d.String())
+	assert.Equal(t, "PostgreSQL:events.outbox_v2", d.String())
+	assert.Equal(t, "zero Dialect", outbox.Dialect{}.String())
+
+	// The longest name the outbox derives from a table's adds 15 bytes.
+	_, err = outbox.Postgres.WithTable(strings.Repeat("a", 49))
+	assert.EqualError(t, err, `outbox: table name: "`+strings.Repeat("a", 49)+`": 49 bytes, at most 48 on PostgreSQL: identifier too long`)
+	_, err = outbox.MySQL.WithTable(strings.Repeat("a", 49))
+	assert.NoError(t, err, "MySQL takes 64 bytes")
+	_, err = outbox.MySQL.WithTable(strings.Repeat("a", 50))
+	assert.ErrorContains(t, err, "50 bytes, at most 49 on MySQL")
+}
+
+// Migrate with the dialect of another database says so, before it writes
+// anything.
+func TestMigrateWithTheWrongDialect(t *testing.T) {
+	for _, database := range servicetest.Databases {
+		t.Run(database.Dialect, func(t *testing.T) {
+			t.Parallel()
+			db := database.Open(t)
+			for _, d := range []outbox.Dialect{outbox.Postgres, outbox.MySQL, outbox.SQLite} {
+				err := outbox.New(db.DB, d).Migrate(context.Background())
+				if d == dialectNamed(db.Dialect) {
+					assert.NoError(t, err)
+					continue
+				}
+				assert.Regexp(t, `^outbox: Migrate: dialect `+strings.Split(d.String(), ":")[0]+
+					` but the server is (PostgreSQL|MySQL|MariaDB|SQLite) [0-9.]+$`, err)
+			}
+		})
+	}
+}
+
+func TestListDeadRefusesALimitBelowOne(t *testing.T) {
+	ob := outboxOf(t, servicetest.SQLite(t))
+	_, err := ob.ListDead(context.Background(), 0)
+	assert.EqualError(t, err, "outbox: ListDead(0): want limit >= 1")
+}
+
+// A refused message's error names the message and the reason, with the
+// package's prefix once.
+func TestMessageErrorText(t *testing.T) {
+	err := error(&outbox.MessageError{Index: 2, Err: outbox.ErrNoTopic})
+	assert.EqualError(t, err, "outbox: message 2: message has no topic")
+	assert.ErrorIs(t, err, outbox.ErrNoTopic)
 }
 
 func TestCustomTable(t *testing.T) {
 	db := servicetest.SQLite(t)
 	d, err := outbox.SQLite.WithTable("events")
 	require.NoError(t, err)
-	require.NoError(t, outbox.Migrate(context.Background(), db.DB, d))
-	enqueue(t, db.DB, d, outbox.Message{Topic: "t"})
+	ob := outbox.New(db.DB, d)
+	require.NoError(t, ob.Migrate(context.Background()))
+	enqueue(t, db.DB, ob, outbox.Message{Topic: "t"})
 	pub := &memPublisher{}
-	assert.Equal(t, 1, drain(t, outbox.NewRelay(db.DB, d, pub)))
+	assert.Equal(t, 1, drain(t, ob.NewRelay(pub)))
 }
 
 func TestRetentionKeepsThenSweeps(t *testing.T) {
-	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, d outbox.Dialect) {
-		enqueue(t, db.DB, d, outbox.Message{Topic: "t"}, outbox.Message{Topic: "t"})
+	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, ob *outbox.Outbox) {
+		enqueue(t, db.DB, ob, outbox.Message{Topic: "t"}, outbox.Message{Topic: "t"})
 		pub := &memPublisher{}
-		relay := outbox.NewRelay(db.DB, d, pub, outbox.WithRetention(time.Millisecond))
+		relay := ob.NewRelay(pub, outbox.WithRetention(time.Millisecond))
 		assert.Equal(t, 2, drain(t, relay))
 		var kept int
 		require.NoError(t, db.QueryRow("SELECT COUNT(*) FROM outbox_messages WHERE status = 1").Scan(&kept))
 		assert.Equal(t, 2, kept, "published messages are kept for the retention")
-		assert.Zero(t, count(t, db.DB, d), "and are not in the backlog")
+		assert.Zero(t, count(t, ob), "and are not in the backlog")
 		require.Eventually(t, func() bool {
 			n, err := relay.Sweep(context.Background())
 			require.NoError(t, err)
@@ -250,10 +301,10 @@ func TestRetentionKeepsThenSweeps(t *testing.T) {
 }
 
 func TestFailuresBackOffThenDieAndTheRestFlow(t *testing.T) {
-	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, d outbox.Dialect) {
+	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, ob *outbox.Outbox) {
 		ctx := context.Background()
 		errBroker := errors.New("broker: 500")
-		enqueue(t, db.DB, d, outbox.Message{ID: "poison", Topic: "t"}, outbox.Message{ID: "fine", Topic: "t"})
+		enqueue(t, db.DB, ob, outbox.Message{ID: "poison", Topic: "t"}, outbox.Message{ID: "fine", Topic: "t"})
 		pub := &memPublisher{fail: func(m outbox.Message) error {
 			if m.ID == "poison" {
 				return errBroker
@@ -261,7 +312,7 @@ func TestFailuresBackOffThenDieAndTheRestFlow(t *testing.T) {
 			return nil
 		}}
 		var events []outbox.Event
-		relay := outbox.NewRelay(db.DB, d, pub, outbox.WithMaxAttempts(3), outbox.WithRetryBackoff(time.Microsecond, time.Microsecond),
+		relay := ob.NewRelay(pub, outbox.WithMaxAttempts(3), outbox.WithRetryBackoff(time.Microsecond, time.Microsecond),
 			outbox.WithOnEvent(func(e outbox.Event) { events = append(events, e) }))
 		for range 3 {
 			time.Sleep(time.Millisecond) // the microsecond backoff passes
@@ -273,13 +324,13 @@ func TestFailuresBackOffThenDieAndTheRestFlow(t *testing.T) {
 		assert.Contains(t, events, outbox.Event{Kind: outbox.Dead, Count: 1})
 		assert.Contains(t, events, outbox.Event{Kind: outbox.Failed, Count: 1, Err: errBroker})
 
-		dead, err := outbox.ListDead(ctx, db.DB, d, 10)
+		dead, err := ob.ListDead(ctx, 10)
 		require.NoError(t, err)
 		require.Len(t, dead, 1)
 		assert.Equal(t, "poison", dead[0].ID)
 		assert.Equal(t, 3, dead[0].Attempts)
 		assert.Equal(t, "broker: 500", dead[0].LastError)
-		b, err := outbox.ReadBacklog(ctx, db.DB, d)
+		b, err := ob.Backlog(ctx)
 		require.NoError(t, err)
 		assert.Equal(t, outbox.Backlog{Dead: 1}, b)
 
@@ -287,28 +338,28 @@ func TestFailuresBackOffThenDieAndTheRestFlow(t *testing.T) {
 		time.Sleep(time.Millisecond)
 		assert.Zero(t, drain(t, relay))
 		pub.setFail(nil)
-		n, err := outbox.Retry(ctx, db.DB, d, "poison")
+		n, err := ob.Retry(ctx, "poison")
 		require.NoError(t, err)
 		assert.Equal(t, int64(1), n)
 		assert.Equal(t, 1, drain(t, relay))
 		assert.Equal(t, []string{"fine", "poison"}, pub.ids())
 
-		enqueue(t, db.DB, d, outbox.Message{ID: "unwanted", Topic: "t"})
-		n, err = outbox.Discard(ctx, db.DB, d, "unwanted", "no-such-message")
+		enqueue(t, db.DB, ob, outbox.Message{ID: "unwanted", Topic: "t"})
+		n, err = ob.Discard(ctx, "unwanted", "no-such-message")
 		require.NoError(t, err)
 		assert.Equal(t, int64(1), n)
-		assert.Zero(t, count(t, db.DB, d))
+		assert.Zero(t, count(t, ob))
 	})
 }
 
 func TestBacklogAge(t *testing.T) {
-	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, d outbox.Dialect) {
-		b, err := outbox.ReadBacklog(context.Background(), db.DB, d)
+	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, ob *outbox.Outbox) {
+		b, err := ob.Backlog(context.Background())
 		require.NoError(t, err)
 		assert.Equal(t, outbox.Backlog{}, b)
-		enqueue(t, db.DB, d, outbox.Message{Topic: "t"}, outbox.Message{Topic: "t"})
+		enqueue(t, db.DB, ob, outbox.Message{Topic: "t"}, outbox.Message{Topic: "t"})
 		time.Sleep(20 * time.Millisecond)
-		b, err = outbox.ReadBacklog(context.Background(), db.DB, d)
+		b, err = ob.Backlog(context.Background())
 		require.NoError(t, err)
 		assert.Equal(t, int64(2), b.Pending)
 		assert.GreaterOrEqual(t, b.OldestPending, 20*time.Millisecond)
@@ -316,11 +367,11 @@ func TestBacklogAge(t *testing.T) {
 }
 
 func TestNotBefore(t *testing.T) {
-	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, d outbox.Dialect) {
-		enqueue(t, db.DB, d, outbox.Message{ID: "later", Topic: "t", NotBefore: time.Now().Add(time.Hour)},
+	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, ob *outbox.Outbox) {
+		enqueue(t, db.DB, ob, outbox.Message{ID: "later", Topic: "t", NotBefore: time.Now().Add(time.Hour)},
 			outbox.Message{ID: "now", Topic: "t"})
 		pub := &memPublisher{}
-		assert.Equal(t, 1, drain(t, outbox.NewRelay(db.DB, d, pub)))
+		assert.Equal(t, 1, drain(t, ob.NewRelay(pub)))
 		assert.Equal(t, []string{"now"}, pub.ids())
 	})
 }
@@ -328,10 +379,10 @@ func TestNotBefore(t *testing.T) {
 // A relay whose lease ran out during a slow publish acknowledges nothing;
 // the second relay publishes that batch again, and only that batch.
 func TestLeaseExpiryDuringSlowPublish(t *testing.T) {
-	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, d outbox.Dialect) {
+	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, ob *outbox.Outbox) {
 		ctx := context.Background()
 		for i := range 5 {
-			enqueue(t, db.DB, d, outbox.Message{ID: fmt.Sprint("m", i), Topic: "t"})
+			enqueue(t, db.DB, ob, outbox.Message{ID: fmt.Sprint("m", i), Topic: "t"})
 		}
 		release := make(chan struct{})
 		entered := make(chan struct{})
@@ -345,9 +396,10 @@ func TestLeaseExpiryDuringSlowPublish(t *testing.T) {
 			return nil
 		}}
 		var staleEvents []outbox.Event
-		stale := outbox.NewRelay(db.DB, d, slow, outbox.WithBatchSize(3), outbox.WithLease(time.Second),
+		var rec policytest.Recorder
+		stale := ob.NewRelay(slow, outbox.WithBatchSize(3), outbox.WithLease(time.Second),
 			outbox.WithPublishTimeout(400*time.Millisecond), outbox.WithRelayID("stale"),
-			outbox.WithOnEvent(func(e outbox.Event) { staleEvents = append(staleEvents, e) }))
+			outbox.WithOnEvent(func(e outbox.Event) { staleEvents = append(staleEvents, e) }), outbox.WithObserver(&rec))
 		done := make(chan int)
 		go func() {
 			n, _ := stale.Process(ctx)
@@ -357,22 +409,113 @@ func TestLeaseExpiryDuringSlowPublish(t *testing.T) {
 		time.Sleep(1200 * time.Millisecond) // the lease runs out
 
 		fresh := &memPublisher{}
-		second := outbox.NewRelay(db.DB, d, fresh, outbox.WithRelayID("fresh"))
+		second := ob.NewRelay(fresh, outbox.WithRelayID("fresh"))
 		assert.Equal(t, 5, drain(t, second), "the expired batch and the rest")
 		close(release)
 		assert.Zero(t, <-done, "the stale relay's acknowledgement changed no row")
 		assert.Contains(t, staleEvents, outbox.Event{Kind: outbox.Stale, Count: 3})
+		assert.Contains(t, counts(rec.Events()), kindCount{resilience.Stale, 3, "stale"})
 		assert.ElementsMatch(t, []string{"m0", "m1", "m2"}, slow.ids(), "the stale relay published its batch")
 		assert.ElementsMatch(t, []string{"m0", "m1", "m2", "m3", "m4"}, fresh.ids())
-		assert.Zero(t, count(t, db.DB, d))
+		assert.Zero(t, count(t, ob))
 	})
 }
 
+// kindCount is an event's kind, count and subject.
+type kindCount struct {
+	kind    resilience.EventKind
+	count   int
+	subject string
+}
+
+// counts returns the kind, count and subject of each of events.
+func counts(events []resilience.Event) []kindCount {
+	out := make([]kindCount, len(events))
+	for i, e := range events {
+		out[i] = kindCount{e.Kind, e.Count, e.Subject}
+	}
+	return out
+}
+
+// A relay tells its observer, with the ctx of Process and its ID as the
+// Subject, what it published, what failed and what died, in both modes.
+func TestObserverEvents(t *testing.T) {
+	for _, ordered := range []bool{false, true} {
+		t.Run(fmt.Sprint("ordered=", ordered), func(t *testing.T) {
+			forEachDatabase(t, func(t *testing.T, db *servicetest.DB, ob *outbox.Outbox) {
+				type key struct{}
+				ctx := context.WithValue(context.Background(), key{}, "process")
+				errBroker := errors.New("broker: 500")
+				// The poison message has a key, so that in ordered mode it
+				// goes through a lane; the fine one has none.
+				enqueue(t, db.DB, ob, outbox.Message{ID: "poison", Topic: "t", Key: "k"}, outbox.Message{ID: "fine", Topic: "t"})
+				pub := &memPublisher{fail: func(m outbox.Message) error {
+					if m.ID == "poison" {
+						return errBroker
+					}
+					return nil
+				}}
+				var rec policytest.Recorder
+				opts := []outbox.Option{outbox.WithMaxAttempts(2), outbox.WithRetryBackoff(time.Microsecond, time.Microsecond),
+					outbox.WithRelayID("relay-a"), outbox.WithName("orders"), outbox.WithObserver(&rec)}
+				if ordered {
+					opts = append(opts, outbox.WithOrdered(), outbox.WithGapGrace(0)) // no wait on MySQL
+				}
+				relay := ob.NewRelay(pub, opts...)
+				for range 3 {
+					time.Sleep(time.Millisecond) // the microsecond backoff passes
+					_, err := relay.Process(ctx)
+					require.NoError(t, err)
+				}
+				assert.Equal(t, outbox.Stats{Published: 1, Failed: 2, Dead: 1}, relay.Stats())
+				got := counts(rec.Events())
+				assert.ElementsMatch(t, []kindCount{
+					{resilience.Success, 1, "relay-a"},
+					{resilience.Failure, 1, "relay-a"},
+					{resilience.Failure, 1, "relay-a"},
+					{resilience.Dead, 1, "relay-a"},
+				}, got)
+				for i, e := range rec.Events() {
+					assert.Equal(t, resilience.PolicyOutbox, e.Policy, "Policy of %+v", e)
+					assert.Equal(t, "orders", e.Name, "Name of %+v", e)
+					assert.Equal(t, "process", rec.Contexts()[i].Value(key{}), "ctx of %+v", e)
+					if e.Kind == resilience.Failure {
+						assert.Equal(t, errBroker, e.Err, "Err of %+v", e)
+					}
+					if e.Kind == resilience.Success {
+						assert.Positive(t, e.Duration, "Duration of %+v", e)
+					}
+				}
+			})
+		})
+	}
+}
+
+// A relay whose database fails tells an Error event, and goes on.
+func TestObserverError(t *testing.T) {
+	db := servicetest.SQLite(t)
+	ob := outboxOf(t, db)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var rec policytest.Recorder
+	relay := ob.NewRelay(&memPublisher{}, outbox.WithObserver(resilience.ObserverFunc(func(ctx context.Context, e resilience.Event) {
+		rec.Observe(ctx, e)
+		cancel()
+	})))
+	require.NoError(t, db.DB.Close())
+	require.NoError(t, relay.Run(ctx))
+	events := rec.Events()
+	require.NotEmpty(t, events)
+	assert.Equal(t, resilience.Error, events[0].Kind)
+	assert.ErrorContains(t, events[0].Err, "closed")
+	assert.True(t, strings.HasPrefix(events[0].Subject, "relay-"), "the relay's random ID: %q", events[0].Subject)
+}
+
 func TestInbox(t *testing.T) {
-	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, d outbox.Dialect) {
+	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, ob *outbox.Outbox) {
 		ctx := context.Background()
-		billing := outbox.NewInbox(d, "billing")
-		shipping := outbox.NewInbox(d, "shipping")
+		billing := ob.NewInbox("billing")
+		shipping := ob.NewInbox("shipping")
 		receive := func(in *outbox.Inbox, id string, commit bool) bool {
 			tx, err := db.BeginTx(ctx, nil)
 			require.NoError(t, err)
@@ -403,13 +546,13 @@ func TestInbox(t *testing.T) {
 }
 
 func TestRunWakesOnEnqueueAndStopsCleanly(t *testing.T) {
-	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, d outbox.Dialect) {
+	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, ob *outbox.Outbox) {
 		pub := &memPublisher{}
-		relay := outbox.NewRelay(db.DB, d, pub, outbox.WithPollInterval(time.Hour))
+		relay := ob.NewRelay(pub, outbox.WithPollInterval(time.Hour))
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error)
 		go func() { done <- relay.Run(ctx) }()
-		enqueue(t, db.DB, d, outbox.Message{Topic: "t"})
+		enqueue(t, db.DB, ob, outbox.Message{Topic: "t"})
 		require.Eventually(t, func() bool { return len(pub.ids()) == 1 }, 10*time.Second, time.Millisecond,
 			"published without waiting for the hour-long poll")
 		assert.ErrorIs(t, relay.Run(ctx), outbox.ErrRunning, "a relay runs once at a time")
@@ -420,13 +563,27 @@ func TestRunWakesOnEnqueueAndStopsCleanly(t *testing.T) {
 
 func TestBadRelayOptionsPanic(t *testing.T) {
 	db := servicetest.SQLite(t)
+	ob := outbox.New(db.DB, outbox.SQLite)
 	pub := &memPublisher{}
-	assert.PanicsWithValue(t, "outbox: publish timeout 20s must be less than half the lease 30s", func() {
-		outbox.NewRelay(db.DB, outbox.SQLite, pub, outbox.WithPublishTimeout(20*time.Second))
+	assert.PanicsWithValue(t, "outbox: NewRelay: publish timeout 20s must be less than half the lease 30s", func() {
+		ob.NewRelay(pub, outbox.WithPublishTimeout(20*time.Second))
 	})
-	assert.PanicsWithValue(t, "outbox: NewRelay: zero Dialect; use outbox.Postgres, MySQL or SQLite", func() {
-		outbox.NewRelay(db.DB, outbox.Dialect{}, pub)
+	assert.PanicsWithValue(t, "outbox: NewRelay: nil Publisher", func() { ob.NewRelay(nil) })
+	assert.PanicsWithValue(t, "outbox: NewRelay: nil Option", func() { ob.NewRelay(pub, nil) })
+	assert.PanicsWithValue(t, "outbox: New: zero Dialect; use outbox.Postgres, MySQL or SQLite", func() {
+		outbox.New(db.DB, outbox.Dialect{})
 	})
+	assert.PanicsWithValue(t, "outbox: New: nil db", func() { outbox.New(nil, outbox.SQLite) })
 	assert.PanicsWithValue(t, "outbox: WithBatchSize(0): want 1 <= n <= 10000", func() { outbox.WithBatchSize(0) })
+	assert.PanicsWithValue(t, "outbox: WithOnEvent: nil func", func() { outbox.WithOnEvent(nil) })
+	assert.PanicsWithValue(t, "outbox: WithObserver: nil Observer", func() { outbox.WithObserver(nil) })
+	assert.PanicsWithValue(t, "outbox: WithWaker: nil Waker", func() { outbox.WithWaker(nil) })
 	assert.PanicsWithValue(t, "outbox: WithNotify: only PostgreSQL has NOTIFY", func() { outbox.MySQL.WithNotify("x") })
+}
+
+func TestEventKindString(t *testing.T) {
+	for k, want := range map[outbox.EventKind]string{outbox.Published: "published", outbox.Failed: "failed",
+		outbox.Dead: "dead", outbox.Error: "error", outbox.Stale: "stale", 9: "EventKind(9)"} {
+		assert.Equal(t, want, k.String())
+	}
 }

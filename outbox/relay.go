@@ -1,43 +1,43 @@
 package outbox
 
 import (
-	"cmp"
 	"context"
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	mrand "math/rand/v2"
-	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/resilience-go/resilience/internal/sqlstore"
+	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/internal/wait"
+	"github.com/resilience-go/resilience/retry"
 )
 
 // Relay publishes the messages of an outbox, at least once. Make one with
-// [NewRelay] and call [Relay.Run]; several relays, in one process or many,
-// may serve one outbox. The zero value is not usable.
+// [Outbox.NewRelay] and call [Relay.Run]; several relays, in one process or
+// many, may serve one outbox. The zero value is not usable.
 //
 // In unordered mode (the default) a relay claims a batch of messages with a
 // lease, in a short statement (PostgreSQL: FOR UPDATE SKIP LOCKED with
 // UPDATE ... RETURNING; MySQL: a locking read and an update in a short
 // transaction; SQLite: one UPDATE ... RETURNING), publishes them outside any
 // transaction, and then deletes (or marks) only those whose lease it still
-// holds: a relay whose lease ran out changes nothing. A message that fails
-// goes back with a backoff and its error, and is marked dead after the
+// holds: a relay whose lease ran out changes nothing. It publishes a batch
+// only if the lease left covers the publish timeout and a tenth of the
+// lease; a claim that took longer is put back unpublished. A message that
+// fails goes back with a backoff and its error, and is marked dead after the
 // maximum number of attempts; the others keep flowing.
 //
 // In ordered mode ([WithOrdered]) keyed messages go to one of [Lanes] lanes
 // by the hash of their key, and a relay publishes a lane it owns one
-// message at a time in id order, stopping the lane at the first failure.
+// message at a time in id order, stopping the lane at the first failure. It
+// renews the lane's lease before a publish that could outlast it, and
+// leaves a lane that another relay took over at once.
 type Relay struct {
+	o    *Outbox
 	db   *sql.DB
 	d    Dialect
 	pub  Publisher
@@ -45,6 +45,11 @@ type Relay struct {
 	id   string
 	seq  atomic.Uint64
 	busy atomic.Bool
+	// backoffs draws the wait of a message that failed.
+	backoffs retry.Backoff
+
+	mu       sync.Mutex // held by Process
+	nextLane int        // where the next ordered pass starts
 
 	published, failed, dead atomic.Int64
 }
@@ -55,7 +60,8 @@ type Waker interface {
 	Wait(ctx context.Context) error
 }
 
-// EventKind says what an [Event] reports.
+// EventKind says what an [Event] reports, to the function of the
+// deprecated [WithOnEvent].
 type EventKind uint8
 
 const (
@@ -69,35 +75,46 @@ const (
 	// Error: the database or a wakeup failed; the relay goes on after a
 	// pause. Err says what.
 	Error
-	// Stale: the lease ran out before Count messages were acknowledged;
-	// another relay publishes them again.
+	// Stale: Count messages were published but not acknowledged, because
+	// another relay took them over after the lease ran out (the relay
+	// stalled, or the database was slow); that relay publishes them again.
 	Stale
 )
 
-// Event reports what a relay did; see [WithOnEvent].
+var eventKindNames = [...]string{"published", "failed", "dead", "error", "stale"}
+
+// String returns the kind's name in lower case: "published", "stale".
+func (k EventKind) String() string {
+	if int(k) < len(eventKindNames) {
+		return eventKindNames[k]
+	}
+	return fmt.Sprintf("EventKind(%d)", uint8(k))
+}
+
+// Event reports what a relay did, to the function of the deprecated
+// [WithOnEvent]; the events of [WithObserver] carry the same.
 type Event struct {
 	Kind  EventKind
 	Count int
 	Err   error
 }
 
-// NewRelay returns a Relay that publishes the messages of d's outbox in db
-// through p, configured by opts. It starts nothing: [Relay.Run] does. It
-// panics if db or p is nil, d is the zero Dialect, or an option is out of
-// range.
-func NewRelay(db *sql.DB, d Dialect, p Publisher, opts ...Option) *Relay {
-	if db == nil || p == nil {
-		panic("outbox: NewRelay: nil db or Publisher")
-	}
-	if d.flavor == 0 {
-		panic("outbox: NewRelay: zero Dialect; use outbox.Postgres, MySQL or SQLite")
+// NewRelay returns a Relay that publishes the outbox's messages through p,
+// configured by opts. It starts nothing: [Relay.Run] does. It panics if p
+// is nil or an option is nil or out of range.
+func (o *Outbox) NewRelay(p Publisher, opts ...Option) *Relay {
+	if p == nil {
+		panic("outbox: NewRelay: nil Publisher")
 	}
 	cfg := defaultConfig()
-	for _, o := range opts {
-		o.apply(&cfg)
+	for _, opt := range opts {
+		if opt == nil {
+			panic("outbox: NewRelay: nil Option")
+		}
+		opt.apply(&cfg)
 	}
 	if cfg.publishTimeout >= cfg.lease/2 {
-		panic(fmt.Sprintf("outbox: publish timeout %v must be less than half the lease %v", cfg.publishTimeout, cfg.lease))
+		panic(fmt.Sprintf("outbox: NewRelay: publish timeout %v must be less than half the lease %v", cfg.publishTimeout, cfg.lease))
 	}
 	id := cfg.id
 	if id == "" {
@@ -105,7 +122,7 @@ func NewRelay(db *sql.DB, d Dialect, p Publisher, opts ...Option) *Relay {
 		rand.Read(b[:]) //nolint:errcheck // crypto/rand.Read does not fail
 		id = "relay-" + hex.EncodeToString(b[:])
 	}
-	return &Relay{db: db, d: d, pub: p, cfg: cfg, id: id}
+	return &Relay{o: o, db: o.db, d: o.d, pub: p, cfg: cfg, id: id, backoffs: retry.FullJitter(cfg.backoffBase, cfg.backoffMax)}
 }
 
 // Stats counts what a relay published since it was made.
@@ -122,8 +139,12 @@ func (r *Relay) Stats() Stats {
 var ErrRunning = errors.New("outbox: relay already running")
 
 // Run publishes messages until ctx is done, then finishes the batch in hand
-// (its publish is not cut short by ctx, only by the publish timeout),
-// releases its lanes, and returns nil. Errors of the database or the
+// (its publish is not cut short by ctx, only by the publish timeout, and
+// its acknowledgement only by the lease or five seconds, whichever is
+// longer), puts back a batch it claimed ahead, releases its lanes, and returns nil. In
+// unordered mode it claims the next batch, and acknowledges the last, while
+// the Publisher has the current one, so that one relay keeps both the
+// database and the broker busy. Errors of the database or the
 // Publisher do not stop it: it reports them (see [WithOnEvent]) and tries
 // again after a pause, so a relay survives a database restart or a broker
 // outage without help. It wakes at once when this process enqueues a
@@ -133,25 +154,29 @@ func (r *Relay) Run(ctx context.Context) error {
 		return ErrRunning
 	}
 	defer r.busy.Store(false)
-	wakeups, stop := subscribe(r.d.table)
+	wakeups, stop := r.o.wakeups.Subscribe()
 	defer stop()
 	external, stopWaker := r.startWaker(ctx)
 	defer stopWaker()
 	defer r.releaseLanes()
 
-	// After a wakeup, a few quick looks: Enqueue wakes the relay before the
-	// writer commits, and the commit usually follows within milliseconds.
-	quick := [...]time.Duration{time.Millisecond, 4 * time.Millisecond, 16 * time.Millisecond, 64 * time.Millisecond}
-	looks := len(quick)
+	var idle wait.Idle
+	idle.Worked()
 	pause := time.Duration(0)
 	var lastSweep time.Time
 	for {
-		n, err := r.Process(ctx)
+		var n int
+		var err error
+		if r.cfg.ordered {
+			n, err = r.Process(ctx)
+		} else {
+			n, err = r.pipeline(ctx)
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
 		if err != nil {
-			r.emit(Event{Kind: Error, Err: err})
+			r.emit(ctx, Event{Kind: Error, Err: err}, 0)
 			pause = min(max(2*pause, 50*time.Millisecond), 5*time.Second)
 			if !wait.Sleep(ctx, pause) {
 				return nil
@@ -160,32 +185,18 @@ func (r *Relay) Run(ctx context.Context) error {
 		}
 		pause = 0
 		if n > 0 {
-			looks = len(quick)
+			idle.Worked()
 			continue
 		}
 		if r.cfg.retention > 0 && time.Since(lastSweep) > min(r.cfg.retention/10, time.Minute) {
 			lastSweep = time.Now()
 			if _, err := r.Sweep(ctx); err != nil && ctx.Err() == nil {
-				r.emit(Event{Kind: Error, Err: err})
+				r.emit(ctx, Event{Kind: Error, Err: err}, 0)
 			}
 		}
-		wait := r.cfg.poll
-		if looks < len(quick) {
-			wait = min(quick[looks], wait)
-			looks++
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !idle.Wait(ctx, r.cfg.poll, wakeups, external) {
 			return nil
-		case <-wakeups:
-			looks = 0
-		case <-external:
-			looks = 0
-		case <-t.C:
 		}
-		t.Stop()
 	}
 }
 
@@ -195,35 +206,19 @@ func (r *Relay) startWaker(ctx context.Context) (<-chan struct{}, func()) {
 	if r.cfg.waker == nil {
 		return nil, func() {}
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	c := make(chan struct{}, 1)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for ctx.Err() == nil {
-			if err := r.cfg.waker.Wait(ctx); err != nil {
-				if ctx.Err() != nil {
-					return
-				}
-				r.emit(Event{Kind: Error, Err: fmt.Errorf("outbox: waker: %w", err)})
-				if !wait.Sleep(ctx, time.Second) {
-					return
-				}
-				continue
-			}
-			select {
-			case c <- struct{}{}:
-			default:
-			}
-		}
+	return wait.Forward(ctx, r.cfg.waker.Wait, func(err error) {
+		r.emit(ctx, Event{Kind: Error, Err: fmt.Errorf("outbox: waker: %w", err)}, 0)
 	})
-	return c, func() { cancel(); wg.Wait() }
 }
 
 // Process publishes one batch (in ordered mode, one batch of each lane the
 // relay owns, and one of keyless messages), and returns how many messages
 // it published. Run calls it in a loop; it serves tests and programs that
-// drive the relay themselves, such as a cron job.
+// drive the relay themselves, such as a cron job. Calls of one relay run one
+// at a time.
 func (r *Relay) Process(ctx context.Context) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if !r.cfg.ordered {
 		return r.processUnordered(ctx, false)
 	}
@@ -235,224 +230,24 @@ func (r *Relay) Process(ctx context.Context) (int, error) {
 	return n + k, err
 }
 
-func (r *Relay) emit(e Event) {
-	if r.cfg.onEvent != nil && (e.Count > 0 || e.Err != nil) {
+// emit reports e, an event of work that took took, if it is of a message
+// or an error, to the observers.
+func (r *Relay) emit(ctx context.Context, e Event, took time.Duration) {
+	if e.Count == 0 && e.Err == nil {
+		return
+	}
+	if r.cfg.onEvent != nil {
 		r.cfg.onEvent(e)
 	}
+	if r.cfg.observer != nil && int(e.Kind) < len(eventKinds) {
+		r.cfg.observer.Observe(ctx, resilience.Event{Time: time.Now(), Policy: resilience.PolicyOutbox, Name: r.cfg.name,
+			Kind: eventKinds[e.Kind], Count: e.Count, Duration: took, Err: e.Err, Subject: r.id})
+	}
 }
 
-// claimed is a message the relay holds.
-type claimed struct {
-	id  int64
-	msg Message
-}
-
-// detached returns a ctx that ends with the publish timeout, not with ctx:
-// a batch in hand is finished even while the relay stops.
-func (r *Relay) detached(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), r.cfg.publishTimeout)
-}
-
-func (r *Relay) processUnordered(ctx context.Context, keylessOnly bool) (int, error) {
-	token := r.id + ":" + strconv.FormatUint(r.seq.Add(1), 36)
-	batch, err := r.claim(ctx, token, keylessOnly)
-	if err != nil || len(batch) == 0 {
-		return 0, err
-	}
-	msgs := make([]Message, len(batch))
-	for i := range batch {
-		msgs[i] = batch[i].msg
-	}
-	pctx, cancel := r.detached(ctx)
-	errs := r.pub.Publish(pctx, msgs)
-	cancel()
-	if errs != nil && len(errs) != len(msgs) {
-		return 0, fmt.Errorf("outbox: Publisher returned %d errors for %d messages", len(errs), len(msgs))
-	}
-	actx, cancel := r.detached(ctx)
-	defer cancel()
-	var done []int64
-	var firstErr error
-	failed, dead := 0, 0
-	for i := range batch {
-		if errs == nil || errs[i] == nil {
-			done = append(done, batch[i].id)
-			continue
-		}
-		if firstErr == nil {
-			firstErr = errs[i]
-		}
-		failed++
-		isDead, err := r.nack(actx, batch[i], errs[i], r.backoff(batch[i].msg.Attempts), "locked_by = ?", token)
-		if err != nil {
-			return len(done), err
-		}
-		if isDead {
-			dead++
-		}
-	}
-	acked, err := r.ack(actx, done, "locked_by = ?", token)
-	if err != nil {
-		return 0, err
-	}
-	r.report(acked, len(done), failed, dead, firstErr)
-	return acked, nil
-}
-
-func (r *Relay) report(acked, published, failed, dead int, err error) {
-	r.published.Add(int64(acked))
-	r.failed.Add(int64(failed))
-	r.dead.Add(int64(dead))
-	r.emit(Event{Kind: Published, Count: acked})
-	r.emit(Event{Kind: Stale, Count: published - acked})
-	r.emit(Event{Kind: Failed, Count: failed, Err: err})
-	r.emit(Event{Kind: Dead, Count: dead})
-}
-
-const returning = "id, message_id, topic, msg_key, payload, headers, attempts"
-
-// claim takes a lease on up to a batch of available messages.
-func (r *Relay) claim(ctx context.Context, token string, keylessOnly bool) ([]claimed, error) {
-	d, now := r.d, r.d.flavor.NowMicros()
-	lease := r.cfg.lease.Microseconds()
-	where := "status = 0 AND available_at <= " + now + " AND (locked_until IS NULL OR locked_until < " + now + ")"
-	if keylessOnly {
-		where += " AND lane IS NULL"
-	}
-	switch d.flavor {
-	case sqlstore.Postgres:
-		rows, err := r.db.QueryContext(ctx, d.q(`WITH c AS (SELECT id FROM {t} WHERE `+where+`
-			ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED)
-			UPDATE {t} SET locked_by = ?, locked_until = `+now+` + ?, attempts = {t}.attempts + 1
-			FROM c WHERE {t}.id = c.id RETURNING {t}.`+strings.ReplaceAll(returning, ", ", ", {t}.")),
-			r.cfg.batch, token, lease)
-		if err != nil {
-			return nil, err
-		}
-		return scanClaimed(rows)
-	case sqlstore.SQLite:
-		rows, err := r.db.QueryContext(ctx, d.q(`UPDATE {t} SET locked_by = ?, locked_until = `+now+` + ?, attempts = attempts + 1
-			WHERE id IN (SELECT id FROM {t} WHERE `+where+` ORDER BY id LIMIT ?) RETURNING `+returning),
-			token, lease, r.cfg.batch)
-		if err != nil {
-			return nil, err
-		}
-		return scanClaimed(rows)
-	}
-	// MySQL: lock the rows, lease them, read them, in one short transaction.
-	tx, err := r.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
-	if err != nil {
-		return nil, err
-	}
-	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
-	locked, err := sqlstore.Column[int64](ctx, tx, d.q(`SELECT id FROM {t} WHERE `+where+` ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED`), r.cfg.batch)
-	if err != nil || len(locked) == 0 {
-		return nil, err
-	}
-	ids := sqlstore.Args(locked)
-	args := append([]any{token, lease}, ids...)
-	if _, err := tx.ExecContext(ctx, d.q(`UPDATE {t} SET locked_by = ?, locked_until = `+now+` + ?, attempts = attempts + 1
-		WHERE id IN (`+sqlstore.Marks(len(ids))+`)`), args...); err != nil {
-		return nil, err
-	}
-	rows, err := tx.QueryContext(ctx, d.q(`SELECT `+returning+` FROM {t} WHERE id IN (`+sqlstore.Marks(len(ids))+`)`), ids...)
-	if err != nil {
-		return nil, err
-	}
-	batch, err := scanClaimed(rows)
-	if err != nil {
-		return nil, err
-	}
-	return batch, tx.Commit()
-}
-
-// decodeHeaders sets m's headers from their column, JSON or NULL.
-func decodeHeaders(m *Message, col sql.NullString) error {
-	if !col.Valid || col.String == "" {
-		return nil
-	}
-	if err := json.Unmarshal([]byte(col.String), &m.Headers); err != nil {
-		return fmt.Errorf("outbox: message %s: headers: %w", m.ID, err)
-	}
-	return nil
-}
-
-func scanClaimed(rows *sql.Rows) ([]claimed, error) {
-	defer rows.Close()
-	var batch []claimed
-	for rows.Next() {
-		var (
-			c       claimed
-			headers sql.NullString
-		)
-		if err := rows.Scan(&c.id, &c.msg.ID, &c.msg.Topic, &c.msg.Key, &c.msg.Payload, &headers, &c.msg.Attempts); err != nil {
-			return nil, err
-		}
-		if err := decodeHeaders(&c.msg, headers); err != nil {
-			return nil, err
-		}
-		batch = append(batch, c)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	slices.SortFunc(batch, func(a, b claimed) int { return cmp.Compare(a.id, b.id) })
-	return batch, nil
-}
-
-// ack deletes (or, with a retention, marks published) the messages ids for
-// which the fence still holds, and returns how many it did.
-func (r *Relay) ack(ctx context.Context, ids []int64, fence string, fenceArgs ...any) (int, error) {
-	if len(ids) == 0 {
-		return 0, nil
-	}
-	args := append(sqlstore.Args(ids), fenceArgs...)
-	in := "id IN (" + sqlstore.Marks(len(ids)) + ") AND " + fence
-	query := "DELETE FROM {t} WHERE " + in
-	if r.cfg.retention > 0 {
-		query = "UPDATE {t} SET status = 1, published_at = " + r.d.flavor.NowMicros() +
-			", locked_by = NULL, locked_until = NULL WHERE " + in
-	}
-	res, err := r.db.ExecContext(ctx, r.d.q(query), args...)
-	if err != nil {
-		return 0, err
-	}
-	n, err := res.RowsAffected()
-	return int(n), err
-}
-
-// nack puts a message that failed on attempt c.msg.Attempts back, to be
-// tried again after wait, with its error, or marks it dead after the last
-// attempt; it reports whether it died.
-func (r *Relay) nack(ctx context.Context, c claimed, cause error, wait time.Duration, fence string, fenceArgs ...any) (bool, error) {
-	msg := sqlstore.Text(cause.Error())
-	attempts := c.msg.Attempts
-	isDead := attempts >= r.cfg.maxAttempts
-	status := 0
-	if isDead {
-		status = 2
-	}
-	args := append([]any{wait.Microseconds(), msg, status, attempts, c.id}, fenceArgs...)
-	res, err := r.db.ExecContext(ctx, r.d.q(`UPDATE {t} SET locked_by = NULL, locked_until = NULL, available_at = `+
-		r.d.flavor.NowMicros()+` + ?, last_error = ?, status = ?, attempts = ? WHERE id = ? AND `+fence), args...)
-	if err != nil {
-		return false, err
-	}
-	// A relay that no longer holds the message changed nothing: it is
-	// another's to count.
-	n, err := res.RowsAffected()
-	return isDead && n == 1, err
-}
-
-// backoff returns the wait before the next attempt after attempts failed:
-// full jitter below base·2^(attempts-1), capped.
-func (r *Relay) backoff(attempts int) time.Duration {
-	ceiling := r.cfg.backoffMax
-	if shift := max(attempts-1, 0); shift < 62 && r.cfg.backoffBase <= r.cfg.backoffMax>>shift {
-		ceiling = r.cfg.backoffBase << shift
-	}
-	return time.Duration(mrand.Int64N(int64(ceiling)) + 1)
-}
+// eventKinds maps a relay's EventKind to the event kind of the observer.
+var eventKinds = [...]resilience.EventKind{Published: resilience.Success, Failed: resilience.Failure,
+	Dead: resilience.Dead, Error: resilience.Error, Stale: resilience.Stale}
 
 // Sweep deletes, in one batch of at most 1000, published messages older
 // than the retention, and returns how many it deleted. Run sweeps when it
@@ -461,9 +256,8 @@ func (r *Relay) Sweep(ctx context.Context) (int64, error) {
 	if r.cfg.retention <= 0 {
 		return 0, nil
 	}
-	cutoff := r.d.flavor.NowMicros() + " - ?"
-	query := r.d.flavor.DeleteFirst("{t}", "id", "status = 1 AND published_at < "+cutoff, "id", 1000)
-	res, err := r.db.ExecContext(ctx, r.d.q(query), r.cfg.retention.Microseconds())
+	query := r.d.db.sql.DeleteFirst("{t}", "id", "status = 1 AND published_at < "+r.d.now()+" - ?", "id", 1000)
+	res, err := r.exec(ctx, r.d.q(query), r.cfg.retention.Microseconds())
 	if err != nil {
 		return 0, err
 	}

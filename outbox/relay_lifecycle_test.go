@@ -18,10 +18,10 @@ import (
 	"github.com/resilience-go/resilience/outbox"
 )
 
-// flavorOf returns the SQL flavor of a test database, for the queries the
+// sqlOf returns the SQL dialect of a test database, for the queries the
 // tests make themselves.
-func flavorOf(db *servicetest.DB) sqlstore.Flavor {
-	return map[string]sqlstore.Flavor{"postgres": sqlstore.Postgres, "mysql": sqlstore.MySQL, "sqlite": sqlstore.SQLite}[db.Dialect]
+func sqlOf(db *servicetest.DB) *sqlstore.Dialect {
+	return map[string]*sqlstore.Dialect{"postgres": sqlstore.Postgres, "mysql": sqlstore.MySQL, "sqlite": sqlstore.SQLite}[db.Dialect]
 }
 
 // dbNow reads the database's clock in microseconds, the clock of leases and
@@ -29,7 +29,7 @@ func flavorOf(db *servicetest.DB) sqlstore.Flavor {
 func dbNow(t testing.TB, db *servicetest.DB) int64 {
 	t.Helper()
 	var now int64
-	require.NoError(t, db.QueryRow("SELECT "+flavorOf(db).NowMicros()).Scan(&now))
+	require.NoError(t, db.QueryRow("SELECT "+sqlOf(db).Now).Scan(&now))
 	return now
 }
 
@@ -47,8 +47,8 @@ func (w *countingWaker) Wait(ctx context.Context) error {
 // Waker, no claim, however long one waits.
 func TestNewRelayStartsNothing(t *testing.T) {
 	db := servicetest.SQLite(t) // outside the bubble: database/sql runs goroutines of its own
-	d := dialectOf(t, db)
-	enqueue(t, db.DB, d, outbox.Message{Topic: "t"}, outbox.Message{Topic: "t", Key: "k"})
+	ob := outboxOf(t, db)
+	enqueue(t, db.DB, ob, outbox.Message{Topic: "t"}, outbox.Message{Topic: "t", Key: "k"})
 	synctest.Test(t, func(t *testing.T) {
 		w := &countingWaker{}
 		pub := &memPublisher{}
@@ -56,7 +56,7 @@ func TestNewRelayStartsNothing(t *testing.T) {
 			nil,
 			{outbox.WithOrdered(), outbox.WithWaker(w), outbox.WithRetention(time.Minute), outbox.WithPollInterval(time.Millisecond)},
 		} {
-			relay := outbox.NewRelay(db.DB, d, pub, opts...)
+			relay := ob.NewRelay(pub, opts...)
 			time.Sleep(time.Hour) // virtual: many polls and sweeps, had anything started
 			synctest.Wait()
 			assert.Equal(t, outbox.Stats{}, relay.Stats())
@@ -64,7 +64,7 @@ func TestNewRelayStartsNothing(t *testing.T) {
 		assert.Zero(t, w.calls.Load(), "the Waker is called by Run only")
 		assert.Empty(t, pub.ids(), "nothing was published")
 	})
-	assert.Equal(t, 2, count(t, db.DB, d), "nothing was claimed")
+	assert.Equal(t, 2, count(t, ob), "nothing was claimed")
 }
 
 // gatePublisher accepts every message, but holds its first call: it hands
@@ -124,8 +124,9 @@ func TestRunStopsAfterTheBatchInHand(t *testing.T) {
 				// A table of its own: no other test's Enqueue wakes this bubble's relay.
 				d, err := outbox.SQLite.WithTable("stopping")
 				require.NoError(t, err)
-				require.NoError(t, outbox.Migrate(bg, db.DB, d))
-				enqueue(t, db.DB, d, outbox.Message{ID: "k:1", Topic: "t", Key: "k"}, outbox.Message{ID: "k:2", Topic: "t", Key: "k"})
+				ob := outbox.New(db.DB, d)
+				require.NoError(t, ob.Migrate(bg))
+				enqueue(t, db.DB, ob, outbox.Message{ID: "k:1", Topic: "t", Key: "k"}, outbox.Message{ID: "k:2", Topic: "t", Key: "k"})
 
 				opts := []outbox.Option{outbox.WithRelayID("stopping"), outbox.WithLease(3 * time.Second),
 					outbox.WithPublishTimeout(time.Second), outbox.WithRetryBackoff(time.Hour, time.Hour)}
@@ -133,7 +134,7 @@ func TestRunStopsAfterTheBatchInHand(t *testing.T) {
 					opts = append(opts, outbox.WithOrdered())
 				}
 				pub := &gatePublisher{entered: make(chan context.Context), release: make(chan error)}
-				relay := outbox.NewRelay(db.DB, d, pub, opts...)
+				relay := ob.NewRelay(pub, opts...)
 				ctx, cancel := context.WithCancel(bg)
 				done := make(chan error)
 				go func() { done <- relay.Run(ctx) }()
@@ -202,9 +203,9 @@ func TestRunStopsAfterTheBatchInHand(t *testing.T) {
 				_, err = db.Exec("UPDATE stopping_lanes SET blocked_until = 0")
 				require.NoError(t, err)
 				next := &memPublisher{}
-				drain(t, outbox.NewRelay(db.DB, d, next, append(opts, outbox.WithRelayID("next"))...))
+				drain(t, ob.NewRelay(next, append(opts, outbox.WithRelayID("next"))...))
 				assert.Equal(t, []string{"k:1", "k:2"}, append(pub.ids(), next.ids()...), "another relay goes on at once, in order")
-				assert.Zero(t, count(t, db.DB, d))
+				assert.Zero(t, count(t, ob))
 			})
 		})
 	}
@@ -214,19 +215,19 @@ func TestRunStopsAfterTheBatchInHand(t *testing.T) {
 // most max (WithRetryBackoff), on the database's clock: no relay publishes
 // it before then, and any relay does once the time has come.
 func TestRetryBackoffIsHonoured(t *testing.T) {
-	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, d outbox.Dialect) {
+	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, ob *outbox.Outbox) {
 		ctx := context.Background()
-		fl := flavorOf(db)
+		fl := sqlOf(db)
 		const n = 32
 		var msgs []outbox.Message
 		for i := range n {
 			msgs = append(msgs, outbox.Message{ID: fmt.Sprint("m", i), Topic: "t"})
 		}
-		enqueue(t, db.DB, d, msgs...)
+		enqueue(t, db.DB, ob, msgs...)
 		failing := &memPublisher{fail: func(outbox.Message) error { return errors.New("broker: 503") }}
-		a := outbox.NewRelay(db.DB, d, failing, outbox.WithRelayID("a"), outbox.WithRetryBackoff(time.Hour, 2*time.Hour))
+		a := ob.NewRelay(failing, outbox.WithRelayID("a"), outbox.WithRetryBackoff(time.Hour, 2*time.Hour))
 		healthy := &memPublisher{}
-		b := outbox.NewRelay(db.DB, d, healthy, outbox.WithRelayID("b"))
+		b := ob.NewRelay(healthy, outbox.WithRelayID("b"))
 
 		// The ceiling doubles, up to max.
 		for attempt, ceiling := range []time.Duration{time.Hour, 2 * time.Hour, 2 * time.Hour} {
@@ -276,9 +277,9 @@ func TestRetryBackoffIsHonoured(t *testing.T) {
 // publishes nothing of it until the backoff has ended, then the lane in
 // order.
 func TestOrderedRetryBackoffIsHonoured(t *testing.T) {
-	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, d outbox.Dialect) {
+	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, ob *outbox.Outbox) {
 		ctx := context.Background()
-		fl := flavorOf(db)
+		fl := sqlOf(db)
 		var fails atomic.Int64
 		fails.Store(1)
 		pub := &memPublisher{fail: func(m outbox.Message) error {
@@ -287,8 +288,8 @@ func TestOrderedRetryBackoffIsHonoured(t *testing.T) {
 			}
 			return nil
 		}}
-		relay := outbox.NewRelay(db.DB, d, pub, outbox.WithOrdered(), outbox.WithGapGrace(0), outbox.WithRetryBackoff(time.Hour, time.Hour))
-		enqueue(t, db.DB, d, outbox.Message{ID: "k:1", Topic: "t", Key: "k"}, outbox.Message{ID: "k:2", Topic: "t", Key: "k"})
+		relay := ob.NewRelay(pub, outbox.WithOrdered(), outbox.WithGapGrace(0), outbox.WithRetryBackoff(time.Hour, time.Hour))
+		enqueue(t, db.DB, ob, outbox.Message{ID: "k:1", Topic: "t", Key: "k"}, outbox.Message{ID: "k:2", Topic: "t", Key: "k"})
 
 		before := dbNow(t, db)
 		_, err := relay.Process(ctx)
@@ -317,7 +318,7 @@ func TestOrderedRetryBackoffIsHonoured(t *testing.T) {
 // like any failure: its attempt counted, its backoff set, and dead after
 // the maximum of attempts.
 func TestOrderedPublishTimeoutCountsAnAttempt(t *testing.T) {
-	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, d outbox.Dialect) {
+	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, ob *outbox.Outbox) {
 		ctx := context.Background()
 		var calls atomic.Int32
 		pub := outbox.PublisherFunc(func(ctx context.Context, m outbox.Message) error {
@@ -325,15 +326,15 @@ func TestOrderedPublishTimeoutCountsAnAttempt(t *testing.T) {
 			<-ctx.Done() // a broker that never confirms
 			return ctx.Err()
 		})
-		relay := outbox.NewRelay(db.DB, d, pub, outbox.WithOrdered(), outbox.WithGapGrace(0), outbox.WithMaxAttempts(1),
+		relay := ob.NewRelay(pub, outbox.WithOrdered(), outbox.WithGapGrace(0), outbox.WithMaxAttempts(1),
 			outbox.WithPublishTimeout(100*time.Millisecond), outbox.WithLease(10*time.Second))
-		enqueue(t, db.DB, d, outbox.Message{ID: "k:1", Topic: "t", Key: "k"})
+		enqueue(t, db.DB, ob, outbox.Message{ID: "k:1", Topic: "t", Key: "k"})
 		for range 3 {
 			_, err := relay.Process(ctx)
 			require.NoError(t, err)
 		}
 		assert.Equal(t, int32(1), calls.Load(), "one attempt, then dead")
-		dead, err := outbox.ListDead(ctx, db.DB, d, 10)
+		dead, err := ob.ListDead(ctx, 10)
 		require.NoError(t, err)
 		require.Len(t, dead, 1)
 		assert.Equal(t, 1, dead[0].Attempts)
@@ -345,15 +346,15 @@ func TestOrderedPublishTimeoutCountsAnAttempt(t *testing.T) {
 // publish timeout still acknowledges them: each publish, and the writes
 // after them, have a time of their own.
 func TestOrderedSlowPassIsAcknowledged(t *testing.T) {
-	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, d outbox.Dialect) {
+	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, ob *outbox.Outbox) {
 		pub := &memPublisher{fail: func(outbox.Message) error { time.Sleep(60 * time.Millisecond); return nil }}
-		relay := outbox.NewRelay(db.DB, d, pub, outbox.WithOrdered(), outbox.WithGapGrace(0),
+		relay := ob.NewRelay(pub, outbox.WithOrdered(), outbox.WithGapGrace(0),
 			outbox.WithPublishTimeout(100*time.Millisecond), outbox.WithLease(time.Minute))
 		for i := 1; i <= 5; i++ {
-			enqueue(t, db.DB, d, outbox.Message{ID: fmt.Sprint("k:", i), Topic: "t", Key: "k"})
+			enqueue(t, db.DB, ob, outbox.Message{ID: fmt.Sprint("k:", i), Topic: "t", Key: "k"})
 		}
 		assert.Equal(t, 5, drain(t, relay))
-		assert.Zero(t, count(t, db.DB, d), "every message acknowledged")
+		assert.Zero(t, count(t, ob), "every message acknowledged")
 		assert.Equal(t, []string{"k:1", "k:2", "k:3", "k:4", "k:5"}, pub.ids(), "each published once")
 	})
 }
@@ -361,7 +362,7 @@ func TestOrderedSlowPassIsAcknowledged(t *testing.T) {
 // Discarding the dead head of a lane lets the lane go on at once, as a
 // retry does, without waiting out the dead message's backoff.
 func TestDiscardFreesTheLane(t *testing.T) {
-	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, d outbox.Dialect) {
+	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, ob *outbox.Outbox) {
 		ctx := context.Background()
 		pub := &memPublisher{fail: func(m outbox.Message) error {
 			if m.ID == "p:1" {
@@ -369,13 +370,13 @@ func TestDiscardFreesTheLane(t *testing.T) {
 			}
 			return nil
 		}}
-		relay := outbox.NewRelay(db.DB, d, pub, outbox.WithOrdered(), outbox.WithMaxAttempts(1),
+		relay := ob.NewRelay(pub, outbox.WithOrdered(), outbox.WithMaxAttempts(1),
 			outbox.WithRetryBackoff(time.Hour, time.Hour), outbox.WithGapGrace(0))
-		enqueue(t, db.DB, d, outbox.Message{ID: "p:1", Topic: "t", Key: "p"}, outbox.Message{ID: "p:2", Topic: "t", Key: "p"})
+		enqueue(t, db.DB, ob, outbox.Message{ID: "p:1", Topic: "t", Key: "p"}, outbox.Message{ID: "p:2", Topic: "t", Key: "p"})
 		_, err := relay.Process(ctx)
 		require.NoError(t, err)
 		assert.Zero(t, drain(t, relay), "p:2 waits behind the dead p:1")
-		n, err := outbox.Discard(ctx, db.DB, d, "p:1")
+		n, err := ob.Discard(ctx, "p:1")
 		require.NoError(t, err)
 		require.Equal(t, int64(1), n)
 		assert.Equal(t, 1, drain(t, relay), "the same relay goes on at once")
@@ -386,15 +387,15 @@ func TestDiscardFreesTheLane(t *testing.T) {
 // The error of a failed publish is stored whatever its text holds: long,
 // cut inside a character, invalid UTF-8, NUL bytes.
 func TestFailureStoresAnyErrorText(t *testing.T) {
-	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, d outbox.Dialect) {
+	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, ob *outbox.Outbox) {
 		ctx := context.Background()
 		ugly := errors.New("x\xff\x00" + strings.Repeat("é", 1500))
 		pub := &memPublisher{fail: func(outbox.Message) error { return ugly }}
-		relay := outbox.NewRelay(db.DB, d, pub, outbox.WithMaxAttempts(1))
-		enqueue(t, db.DB, d, outbox.Message{ID: "u:1", Topic: "t"})
+		relay := ob.NewRelay(pub, outbox.WithMaxAttempts(1))
+		enqueue(t, db.DB, ob, outbox.Message{ID: "u:1", Topic: "t"})
 		_, err := relay.Process(ctx)
 		require.NoError(t, err)
-		dead, err := outbox.ListDead(ctx, db.DB, d, 10)
+		dead, err := ob.ListDead(ctx, 10)
 		require.NoError(t, err)
 		require.Len(t, dead, 1, "the failure was recorded")
 		assert.True(t, strings.HasPrefix(dead[0].LastError, "x\uFFFDéé"), "%.20q", dead[0].LastError)

@@ -26,8 +26,9 @@ type Execer interface {
 //
 // The participant's effect must be written in the same transaction, so that
 // the record and the effect commit, or roll back, together. Make one with
-// [NewBarrier]; it is safe for concurrent use. Records live in d's
-// prefix_barrier table; [Barrier.Sweep] deletes old ones.
+// [NewBarrier]: the zero value is not usable, and its methods panic. It is
+// safe for concurrent use. Records live in d's prefix_barrier table;
+// [Barrier.Sweep] deletes old ones.
 type Barrier struct {
 	d      Dialect
 	insert string
@@ -36,11 +37,18 @@ type Barrier struct {
 // NewBarrier returns the barrier of d's database; the participant calls
 // [Migrate] on that database first.
 func NewBarrier(d Dialect) *Barrier {
-	if d.flavor == 0 {
+	if d.db == nil {
 		panic("saga: NewBarrier: zero Dialect")
 	}
-	return &Barrier{d: d, insert: d.flavor.InsertIgnore(d.prefix+"_barrier",
-		[]string{"gid", "branch", "op", "reason", "created_at"}, "?, ?, ?, ?, "+d.flavor.NowMicros())}
+	return &Barrier{d: d, insert: d.db.sql.InsertIgnore(d.prefix+"_barrier",
+		[]string{"gid", "branch", "op", "reason", "created_at"}, "?, ?, ?, ?, "+d.db.sql.Now)}
+}
+
+// check panics for a Barrier that NewBarrier did not make.
+func (b *Barrier) check() {
+	if b.insert == "" {
+		panic("saga: zero Barrier; use NewBarrier")
+	}
 }
 
 // origin is the phase that a compensating phase undoes.
@@ -52,6 +60,7 @@ var origin = map[Phase]Phase{Compensate: Action, Cancel: Try}
 // from the step's ctx with [IdempotencyKey], or from the request that
 // carried it to the participant.
 func (b *Barrier) Call(ctx context.Context, tx Execer, k Key, fn func(ctx context.Context) error) error {
+	b.check()
 	if k.SagaID == "" || k.Step == "" || k.Phase == 0 || k.Phase > Cancel {
 		return fmt.Errorf("saga: barrier: incomplete key %q", k)
 	}
@@ -88,8 +97,9 @@ func (b *Barrier) Call(ctx context.Context, tx Execer, k Key, fn func(ctx contex
 // olderThan, and returns how many it deleted. Keep them longer than any
 // saga can retry a call: a week is a common choice.
 func (b *Barrier) Sweep(ctx context.Context, db Execer, olderThan time.Duration) (int64, error) {
-	cutoff := b.d.flavor.NowMicros() + " - ?"
-	query := b.d.flavor.DeleteFirst("{p}_barrier", "gid, branch, op", "created_at < "+cutoff, "created_at", 10_000)
+	b.check()
+	cutoff := b.d.db.sql.Now + " - ?"
+	query := b.d.db.sql.DeleteFirst("{p}_barrier", "gid, branch, op", "created_at < "+cutoff, "created_at", 10_000)
 	res, err := db.ExecContext(ctx, b.d.q(query), olderThan.Microseconds())
 	if err != nil {
 		return 0, fmt.Errorf("saga: barrier sweep: %w", err)

@@ -39,14 +39,35 @@
 // compensations: they need no intent, since they must be idempotent anyway
 // and recovery runs again those with no recorded success. The failure is
 // recorded, and the compensations run, whatever the caller's ctx does.
+// Each of these writes is one statement on PostgreSQL (the instance's
+// update, fenced by the lease, feeds the upsert of its step rows in one
+// CTE, so that no step row is written unless the fence held), and a
+// transaction of those two statements on MySQL and SQLite.
 //
 // A coordinator drives an instance under a lease, which it renews while it
 // drives it, and every write carries the token of its claim of the
 // instance, so that a coordinator that lost the lease (stalled past it, or
-// cut off from the database) writes nothing more; it also stops calling
-// steps, since the ctx of its calls is cancelled with [ErrLeaseLost]. Only
-// a call already under way when the lease ran out can overlap with the new
-// owner's, which is why participants guard their calls with a [Barrier].
+// cut off from the database) writes nothing more. It starts a call (an
+// action, a compensation, a try, a confirm or a cancel, and each attempt of
+// one, those a step's policy makes included) only while it knows that it
+// holds the lease, with a tenth of the lease to spare: it counts the lease
+// on its own monotonic clock, from just before it sent the last statement
+// that extended it. With less than half of the lease left it renews the
+// lease before the call; when the renewal finds the instance taken, or
+// fails with less than the tenth left, it calls and writes nothing more,
+// Run returns [ErrLeaseLost], and recovery takes the instance over. The ctx
+// of its calls under way is cancelled with ErrLeaseLost when the lease is
+// lost. Only a call already under way when the lease ran out, or one whose
+// process was frozen between that check and the call itself (a window of
+// nanoseconds), can overlap with the new owner's, which is why participants
+// guard their calls with a [Barrier].
+//
+// An instance runs once: Run with the ID of one that the store holds takes
+// it over if its coordinator died (its lease ran out) and drives it to its
+// end, returns the outcome it recorded if it ended, and returns [ErrExists]
+// while another coordinator drives it. A caller that retries its submit
+// with the same ID gets the saga's outcome either way.
+//
 // [Coordinator.Recover] (or [Coordinator.RunRecovery]) claims instances
 // whose coordinator died, rebuilds where each stands from the log and
 // finishes it: a step that started without a recorded result runs again if
@@ -61,13 +82,38 @@
 // [Coordinator.MarkResolved]). An instance of a definition version the
 // coordinator does not know is left alone, not guessed.
 //
+// # Operating
+//
+// [Coordinator.List] shows a durable coordinator's instances as the store
+// holds them, selected by a [Filter] (status, orphaned, definition, age):
+// where each stands, at which step, its errors, whether a coordinator
+// drives it. [Coordinator.Purge] deletes the instances that ended long
+// enough ago, with their steps, in bounded batches; with [WithRetention],
+// [Coordinator.RunRecovery] does it as it goes.
+//
 // # TCC
 //
-// [DefineTCC] runs every participant's try, in order; if all succeed, every
-// confirm, at once, and otherwise every cancel of a participant that was
-// tried or may have been, in reverse. Confirms and cancels are retried until they
+// [DefineTCC] takes [Participant]s, which [Define] does not take, as
+// DefineTCC takes no [Step]: the types keep the two kinds apart. It runs
+// every participant's try, in order; if all succeed, every confirm, at
+// once, and otherwise every cancel of a participant that was tried or may
+// have been, in reverse. Confirms and cancels are retried until they
 // succeed. A participant guards its branches with a [Barrier] in its own
 // transaction, which makes each branch take effect once, turns a cancel
 // that arrives before its try into a no-op, and stops a try that arrives
 // after its cancel.
+//
+// # Observing
+//
+// [WithObserver] tells a [resilience.Observer], such as
+// [resilience.SlogObserver] or a metrics exporter, what the coordinator
+// does. A saga's events have its ID as their Subject: it started, it
+// succeeded or was compensated, a round of its compensations failed and
+// another comes later ([resilience.Retry]), it was parked as stuck
+// ([resilience.Dead]), and the coordinator's own errors about it
+// ([resilience.Error]: an alert, a lease lost, a store that failed). A
+// step's events have "<saga ID>/<step>" as their Subject: each attempt of
+// each of its calls started, and how each call ended, with the attempts
+// made and how long it took. [WithOnEvent], which sees only the
+// coordinator's alarms, is deprecated.
 package saga

@@ -41,9 +41,16 @@ func TestDurableRunCommits(t *testing.T) {
 		assert.Equal(t, map[string]int{"reserve/action": 1, "charge/action": 1, "reserve/compensate": 1, "charge/compensate": 1},
 			effects(t, s.DB.DB, s.Dialect, "order-2"), "ship's failed action took no effect, and its compensation was a null one")
 
-		// An instance runs once: the same ID again is refused.
-		err = c.Run(ctx, ok, "order-1", nil)
+		// An instance runs once: the same ID again runs nothing, and returns
+		// the outcome the instance recorded; of another definition, it is
+		// refused.
+		commits := c.Stats().Commits
+		assert.NoError(t, c.Run(ctx, ok, "order-1", nil))
+		assert.EqualError(t, c.Run(ctx, fails, "order-2", nil), "saga order-2: step ship: card declined; compensated")
+		err = c.Run(ctx, fails, "order-1", nil)
 		assert.ErrorIs(t, err, saga.ErrExists)
+		assert.EqualError(t, err, "saga: an instance with this ID exists: of definition checkout version 1")
+		assert.Equal(t, commits, c.Stats().Commits)
 		assert.Equal(t, 1, effects(t, s.DB.DB, s.Dialect, "order-1")["reserve/action"])
 
 		// Nothing is left to recover.
@@ -258,6 +265,12 @@ func TestDurableStuckCompensation(t *testing.T) {
 		mu.Unlock()
 		assert.Equal(t, []saga.EventKind{saga.Alert, saga.StuckEvent}, kinds)
 
+		// Run with its ID reports it stuck, and runs nothing.
+		err = c.Run(ctx, def, "r-1", nil)
+		require.ErrorAs(t, err, &se)
+		assert.Equal(t, saga.Stuck, se.Status)
+		assert.ErrorContains(t, err, "charge compensate: refund service down")
+
 		// Stuck instances are not recovered on their own.
 		n, err := c.Recover(ctx, 10)
 		require.NoError(t, err)
@@ -317,6 +330,13 @@ func TestDurableBackoffIsPersisted(t *testing.T) {
 		status, err := saga.New(opts...).InstanceStatus(ctx, "b-1")
 		require.NoError(t, err)
 		assert.Equal(t, saga.Compensating, status)
+		// Run with its ID, as a retried submit, reports it as its last round
+		// left it, and does not hurry the round.
+		err = saga.New(opts...).Run(ctx, def, "b-1", nil)
+		assert.EqualError(t, err, "saga b-1: step ship: card declined; compensating: charge compensate: down")
+		var se *saga.Error
+		require.ErrorAs(t, err, &se)
+		assert.Equal(t, saga.Compensating, se.Status)
 	})
 }
 

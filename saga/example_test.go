@@ -49,7 +49,7 @@ func Example() {
 // A transfer as try-confirm-cancel: both accounts are tried, then both
 // confirmed.
 func ExampleDefineTCC() {
-	account := func(name string) saga.Item {
+	account := func(name string) saga.TCCItem {
 		return saga.Participant(name,
 			func(ctx context.Context, c *saga.Call) error { fmt.Println("try", name); return nil },
 			func(ctx context.Context, c *saga.Call) error { return nil },
@@ -77,7 +77,8 @@ func ExampleIdempotencyKey() {
 }
 
 // A durable coordinator on SQLite: every step's intent and result are in
-// the database before Run returns, and an instance runs once.
+// the database before Run returns, and an instance runs once: Run with its
+// ID again returns the outcome it recorded, and writes nothing.
 func ExampleWithStore() {
 	dir, _ := os.MkdirTemp("", "saga")
 	defer os.RemoveAll(dir)
@@ -97,11 +98,11 @@ func ExampleWithStore() {
 	fmt.Println(c.Run(ctx, checkout, "order-1", nil))
 	status, _ := c.InstanceStatus(ctx, "order-1")
 	fmt.Println(status, c.Stats().Commits, "commits")
-	fmt.Println(errors.Is(c.Run(ctx, checkout, "order-1", nil), saga.ErrExists))
+	fmt.Println(c.Run(ctx, checkout, "order-1", nil), c.Stats().Commits, "commits")
 	// Output:
 	// <nil>
 	// succeeded 3 commits
-	// true
+	// <nil> 3 commits
 }
 
 // A participant guards its branches with a barrier in its own transaction:
@@ -148,4 +149,42 @@ func ExampleBarrier() {
 	// try ran: false
 	// try ran: true
 	// try ran: false
+}
+
+// An operator lists a durable coordinator's instances: where each stands,
+// and at which step.
+func ExampleCoordinator_List() {
+	dir, _ := os.MkdirTemp("", "saga")
+	defer os.RemoveAll(dir)
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "saga.db")+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
+	if err != nil {
+		panic(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	if err := saga.Migrate(ctx, db, saga.SQLite); err != nil {
+		panic(err)
+	}
+	noop := func(context.Context, *saga.Call) error { return nil }
+	declined := func(context.Context, *saga.Call) error { return errors.New("card declined") }
+	c := saga.New(saga.WithStore(db, saga.SQLite))
+	_ = c.Run(ctx, saga.Define("checkout", 1, saga.Step("reserve", noop, noop), saga.Step("charge", noop, noop)), "order-1", nil)
+	_ = c.Run(ctx, saga.Define("checkout", 2, saga.Step("reserve", noop, noop), saga.Step("charge", declined, noop)), "order-2", nil)
+
+	all, err := c.List(ctx, saga.Filter{})
+	if err != nil {
+		panic(err)
+	}
+	for _, in := range all {
+		fmt.Printf("%s: %s v%d %s at %s %q\n", in.ID, in.Name, in.Version, in.Status, in.Step, in.Cause)
+	}
+	compensated, _ := c.List(ctx, saga.Filter{Status: []saga.Status{saga.Compensated}})
+	fmt.Println(len(compensated), "compensated")
+	orphaned, _ := c.List(ctx, saga.Filter{Orphaned: true})
+	fmt.Println(len(orphaned), "orphaned")
+	// Output:
+	// order-1: checkout v1 succeeded at charge ""
+	// order-2: checkout v2 compensated at charge "card declined"
+	// 1 compensated
+	// 0 orphaned
 }

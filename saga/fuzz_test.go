@@ -58,7 +58,7 @@ func FuzzInMemory(f *testing.F) {
 		var undoOrder []int
 		var items []saga.Item
 		for _, g := range groups {
-			var steps []saga.Item
+			var steps []saga.StepItem
 			for _, i := range g {
 				steps = append(steps, saga.Step(fmt.Sprint("s", i),
 					func(ctx context.Context, c *saga.Call) error {

@@ -120,7 +120,7 @@ func (p *participant) step(name string, failWith error, opts ...saga.StepOption)
 
 // member returns a TCC participant whose calls go through p; its try fails
 // with failWith, if set.
-func (p *participant) member(name string, failWith error) saga.Item {
+func (p *participant) member(name string, failWith error) saga.TCCItem {
 	return saga.Participant(name,
 		func(ctx context.Context, c *saga.Call) error { return p.apply(ctx, c.Key, failWith) },
 		func(ctx context.Context, c *saga.Call) error { return p.apply(ctx, c.Key, nil) },

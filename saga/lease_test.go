@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/resilience-go/resilience/internal/servicetest"
 	"github.com/resilience-go/resilience/saga"
 )
 
@@ -190,7 +191,7 @@ func TestPrefix(t *testing.T) {
 		_, err = saga.New(saga.WithStore(s.DB.DB, s.d)).InstanceStatus(ctx, "p-1")
 		assert.ErrorIs(t, err, saga.ErrNotFound, "the default tables are others")
 
-		for _, bad := range []string{"", "a-b", "x; DROP TABLE t", strings.Repeat("a", 37)} {
+		for _, bad := range []string{"", "a-b", "x; DROP TABLE t", "a.b.c"} {
 			_, err := s.d.WithPrefix(bad)
 			assert.Error(t, err, bad)
 		}
@@ -208,7 +209,8 @@ func TestKeysAreExact(t *testing.T) {
 			require.NoError(t, c.Run(ctx, def, id, nil), "%q", id)
 			assert.Equal(t, map[string]int{"a/action": 1}, effects(t, s.DB.DB, s.Dialect, id), "%q", id)
 		}
-		assert.ErrorIs(t, c.Run(ctx, def, "Kq7x", nil), saga.ErrExists)
+		assert.NoError(t, c.Run(ctx, def, "Kq7x", nil), "the outcome of the instance that ran")
+		assert.Equal(t, map[string]int{"a/action": 1}, effects(t, s.DB.DB, s.Dialect, "Kq7x"), "ran once")
 	})
 }
 
@@ -260,7 +262,7 @@ func TestDurableConfirmStuck(t *testing.T) {
 		assert.ErrorIs(t, err, saga.ErrNotConfirmed)
 		assert.Equal(t, saga.Stuck, se.Status)
 		assert.Equal(t, "b", se.Step)
-		assert.EqualError(t, err, "saga t-1: step b: saga: confirms owed; stuck: b confirm: ledger down")
+		assert.EqualError(t, err, "saga t-1: step b: confirms owed; stuck: b confirm: ledger down")
 		stuck, err := c.ListStuck(ctx, 10)
 		require.NoError(t, err)
 		require.Len(t, stuck, 1)
@@ -328,4 +330,24 @@ func TestDefinitionConflict(t *testing.T) {
 	assert.PanicsWithValue(t, "saga: WithDefinitions: nil Definition", func() { saga.WithDefinitions(nil) })
 	assert.Equal(t, "order", v1.Name())
 	assert.Equal(t, 1, v1.Version())
+}
+
+// Migrate with the dialect of another database says so, before it writes
+// anything.
+func TestMigrateWithTheWrongDialect(t *testing.T) {
+	for _, database := range servicetest.Databases {
+		t.Run(database.Dialect, func(t *testing.T) {
+			t.Parallel()
+			db := database.Open(t)
+			for _, d := range []saga.Dialect{saga.Postgres, saga.MySQL, saga.SQLite} {
+				err := saga.Migrate(context.Background(), db.DB, d)
+				if d == dialectNamed(db.Dialect) {
+					assert.NoError(t, err)
+					continue
+				}
+				assert.Regexp(t, `^saga: Migrate: dialect `+strings.Split(d.String(), ":")[0]+
+					` but the server is (PostgreSQL|MySQL|MariaDB|SQLite) [0-9.]+$`, err)
+			}
+		})
+	}
 }

@@ -87,10 +87,12 @@ func TestSagaModel(t *testing.T) {
 
 		rec := &recorder{calls: map[saga.Key]int{}, inFlight: map[saga.Key]bool{}}
 		var items []saga.Item
+		var members []saga.TCCItem
 		if deadline > 0 {
 			items = append(items, saga.Timeout(deadline))
+			members = append(members, saga.Timeout(deadline))
 		}
-		var group []saga.Item
+		var group []saga.StepItem
 		flush := func() {
 			switch len(group) {
 			case 0:
@@ -123,7 +125,7 @@ func TestSagaModel(t *testing.T) {
 				return p.apply(ctx, c.Key, nil)
 			}
 			if tcc {
-				items = append(items, saga.Participant(st.name, forward, settle, settle))
+				members = append(members, saga.Participant(st.name, forward, settle, settle))
 				continue
 			}
 			var opts []saga.StepOption
@@ -138,7 +140,7 @@ func TestSagaModel(t *testing.T) {
 		flush()
 		var def *saga.Definition
 		if tcc {
-			def = saga.DefineTCC(id, 1, items...)
+			def = saga.DefineTCC(id, 1, members...)
 		} else {
 			def = saga.Define(id, 1, items...)
 		}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/resilience-go/resilience"
 )
 
 // An Option configures a [Coordinator] made by [New].
@@ -28,8 +30,12 @@ type config struct {
 	roundMax      time.Duration
 	alertAfter    int
 	stuckAfter    int
+	retention     time.Duration
+	name          string
+	observer      resilience.Observer
 	onEvent       func(Event)
 	afterCommit   func() // tests only: runs after each durable write
+	purgeBatch    int    // how many instances Purge deletes at once
 }
 
 func defaultConfig() config {
@@ -44,6 +50,7 @@ func defaultConfig() config {
 		roundMax:      5 * time.Minute,
 		alertAfter:    5,
 		stuckAfter:    20,
+		purgeBatch:    500,
 	}
 }
 
@@ -52,7 +59,7 @@ func defaultConfig() config {
 // [Coordinator.Recover] can finish what a crashed process left. Call
 // [Migrate] first. Default: in memory, nothing kept.
 func WithStore(db *sql.DB, d Dialect) Option {
-	if db == nil || d.flavor == 0 {
+	if db == nil || d.db == nil {
 		panic("saga: WithStore: nil db or zero Dialect")
 	}
 	return optionFunc(func(c *config) { c.db, c.dialect = db, d })
@@ -82,7 +89,8 @@ func WithOwner(name string) Option {
 
 // WithLease sets how long a durable coordinator holds an instance before
 // another may take it over; the coordinator renews it every third of that
-// while it drives the instance. Default: 30s. d must be at least a second.
+// while it drives the instance, and starts a call only while more than a
+// tenth of it is left. Default: 30s. d must be at least a second.
 func WithLease(d time.Duration) Option {
 	if d < time.Second {
 		panic(fmt.Sprintf("saga: WithLease(%v): want d >= 1s", d))
@@ -143,16 +151,76 @@ func WithStuckAfter(n int) Option {
 	return optionFunc(func(c *config) { c.stuckAfter = n })
 }
 
+// WithRetention makes [Coordinator.RunRecovery] purge the instances that
+// ended longer ago than d (see [Coordinator.Purge]) each time it recovers.
+// Default: none, every instance is kept. d must be positive.
+func WithRetention(d time.Duration) Option {
+	if d <= 0 {
+		panic(fmt.Sprintf("saga: WithRetention(%v): want d > 0", d))
+	}
+	return optionFunc(func(c *config) { c.retention = d })
+}
+
+// WithName names the coordinator in its events. Default: "".
+func WithName(name string) Option {
+	return optionFunc(func(c *config) { c.name = name })
+}
+
+// WithObserver sends the coordinator's events to o (see
+// [resilience.Observer]), with the ctx of the call, saga or recovery they
+// are about. The Subject of a saga's events is its ID:
+//
+//   - [resilience.Started] when Run starts a new instance;
+//   - [resilience.Success] or [resilience.Compensated] when it ends so,
+//     with how long its last drive took, Run's or recovery's;
+//   - [resilience.Retry] when a round of its compensations (or confirms)
+//     failed and another comes after Delay, with the rounds failed so far
+//     in Attempt;
+//   - [resilience.Dead] when it is parked as [Stuck];
+//   - [resilience.Error] for an alert ([WithAlertAfter], with the rounds in
+//     Attempt), a lease lost (matching [ErrLeaseLost]), an instance of an
+//     unknown definition left alone, or an error of the store.
+//
+// The Subject of a step's events is the saga's ID, "/" and the step's
+// name: [resilience.Started] for each attempt of a call of one of its
+// phases, the attempts its policy makes included, numbered in Attempt from
+// the first of the phase's; then, for the call, [resilience.Success] (an
+// action, try or confirm), [resilience.Compensated] (a compensation or a
+// cancel), [resilience.Failure], whose Err names the phase unless it is an
+// action or a try, or [resilience.Ignored] for an error once its ctx was
+// done (the caller cancelled, the saga's [Timeout] passed, or the lease
+// was lost), with the attempts made and how long the call took.
+//
+// o is called from the goroutines of Run, of recovery, of the steps of a
+// [Parallel] group and of the lease renewals, so possibly at once; it must
+// be safe for concurrent use and must not block. Without an observer, the
+// coordinator builds no event. Default: none. o must not be nil.
+func WithObserver(o resilience.Observer) Option {
+	if o == nil {
+		panic("saga: WithObserver: nil Observer")
+	}
+	return optionFunc(func(c *config) { c.observer = o })
+}
+
 // WithOnEvent calls f for what the coordinator reports: alerts, instances
 // parked as stuck, leases lost, instances of unknown definitions left
 // alone, and store errors. f is called from the goroutines of Run, of
 // recovery and of the lease renewals, so possibly at once; it must be safe
-// for concurrent use and must not block. Default: none.
+// for concurrent use and must not block. Default: none. f must not be nil.
+// Both it and [WithObserver] may be given.
+//
+// Deprecated: Use [WithObserver]: a StuckEvent is a [resilience.Dead]
+// event, and an Alert, a LeaseLost, an UnknownDefinition and a StoreError
+// are [resilience.Error] events, with the saga's ID as their Subject.
 func WithOnEvent(f func(Event)) Option {
+	if f == nil {
+		panic("saga: WithOnEvent: nil func")
+	}
 	return optionFunc(func(c *config) { c.onEvent = f })
 }
 
-// EventKind says what an [Event] reports.
+// EventKind says what an [Event] reports, to the function of the
+// deprecated [WithOnEvent].
 type EventKind uint8
 
 const (
@@ -161,7 +229,8 @@ const (
 	Alert EventKind = iota + 1
 	// StuckEvent: an instance was parked as Stuck.
 	StuckEvent
-	// LeaseLost: another coordinator took over an instance.
+	// LeaseLost: a coordinator gave an instance up, because another took
+	// it over or because the lease could not be renewed in time.
 	LeaseLost
 	// UnknownDefinition: recovery found an instance of a definition this
 	// coordinator does not know, and left it alone.
@@ -170,7 +239,19 @@ const (
 	StoreError
 )
 
-// Event reports what a coordinator did; see [WithOnEvent].
+var eventNames = [...]string{"", "alert", "stuck", "lease lost", "unknown definition", "store error"}
+
+// String returns the kind's name, "lease lost" say, or "EventKind(n)" for
+// a value that is none of the kinds.
+func (k EventKind) String() string {
+	if int(k) < len(eventNames) && k > 0 {
+		return eventNames[k]
+	}
+	return fmt.Sprintf("EventKind(%d)", uint8(k))
+}
+
+// Event reports what a coordinator did, to the function of the deprecated
+// [WithOnEvent]; the events of [WithObserver] carry the same.
 type Event struct {
 	Kind     EventKind
 	SagaID   string

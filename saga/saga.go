@@ -5,13 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
-	"github.com/resilience-go/resilience/internal/wait"
-	"github.com/resilience-go/resilience/retry"
+	"github.com/resilience-go/resilience"
 )
 
 // Phase is the part of a step a call runs.
@@ -29,6 +26,8 @@ const (
 
 var phaseNames = [...]string{"", "action", "compensate", "try", "confirm", "cancel"}
 
+// String returns the phase's name, "action" say, or "Phase(n)" for a
+// value that is none of the phases.
 func (p Phase) String() string {
 	if int(p) < len(phaseNames) && p > 0 {
 		return phaseNames[p]
@@ -62,6 +61,8 @@ const (
 
 var statusNames = [...]string{"", "running", "compensating", "confirming", "succeeded", "compensated", "stuck", "resolved"}
 
+// String returns the status's name, "compensated" say, or "Status(n)" for
+// a value that is none of the statuses.
 func (s Status) String() string {
 	if int(s) < len(statusNames) && s > 0 {
 		return statusNames[s]
@@ -113,6 +114,11 @@ func (c *Call) SetOutput(out []byte) { c.out = out }
 // by the Error that Run returns and by context.Cause of the steps' ctx.
 var ErrDeadline = errors.New("saga: deadline passed")
 
+// ErrNotConfirmed is the Err of the Error of a TCC saga whose tries all
+// succeeded but whose confirms have not all succeeded yet: they are owed,
+// and retried (Status Confirming), or parked for an operator (Stuck).
+var ErrNotConfirmed = errors.New("saga: confirms owed")
+
 // Error is returned by Run for a saga that did not succeed. errors.Is finds
 // the failed step's error (or [ErrDeadline], or the caller's ctx error) and
 // the compensations' errors.
@@ -131,17 +137,29 @@ type Error struct {
 	Status Status
 }
 
+// Error returns "saga ID: step S: why; status: compensation errors", the
+// step and the compensation errors when there are some. The errors of the
+// saga's own inside it ([ErrDeadline], say) go without their "saga: ".
 func (e *Error) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "saga %s: ", e.SagaID)
 	if e.Step != "" {
 		fmt.Fprintf(&b, "step %s: ", e.Step)
 	}
-	fmt.Fprintf(&b, "%v; %s", e.Err, e.Status)
+	fmt.Fprintf(&b, "%s; %s", bare(e.Err), e.Status)
 	if e.Compensation != nil {
-		fmt.Fprintf(&b, ": %v", e.Compensation)
+		fmt.Fprintf(&b, ": %s", bare(e.Compensation))
 	}
 	return b.String()
+}
+
+// bare returns err's text without the "saga: " that the saga's own errors
+// start with, for a message that names the saga already.
+func bare(err error) string {
+	if err == nil {
+		return "<nil>"
+	}
+	return strings.TrimPrefix(err.Error(), "saga: ")
 }
 
 // Unwrap returns Err and Compensation.
@@ -152,180 +170,102 @@ func (e *Error) Unwrap() []error {
 	return []error{e.Err, e.Compensation}
 }
 
-// phaseStatus is where one phase of one step stands.
-type phaseStatus uint8
-
-const (
-	notStarted phaseStatus = iota
-	started
-	succeeded
-	failed
-)
-
-type stepState struct {
-	action, comp, confirm phaseStatus
-	output                []byte
-}
-
-// instance is one run of a definition, as the coordinator drives it.
-type instance struct {
-	id       string
-	token    string // fences the durable writes of this claim of the instance
-	def      *Definition
-	input    []byte
-	status   Status
-	deadline time.Time // zero: none
-	steps    []stepState
-	attempts int // failed rounds of compensation or confirmation
-	cause    error
-	failed   string // the step that failed
-	// unknown marks steps found started, without a result, by recovery.
-	unknown map[int]bool
-	// settleErrs are the errors of the last round of compensation or
-	// confirmation; resume is the status a Stuck instance was in.
-	settleErrs []error
-	settleStep string // the first step of the last round that failed
-	resume     Status
-	released   bool // the journal gave up the lease
-}
-
-func (in *instance) compensationErr() error { return errors.Join(in.settleErrs...) }
-
-func (in *instance) output(step string) []byte {
-	for i, s := range in.def.steps {
-		if s.name == step {
-			return in.steps[i].output
-		}
-	}
-	return nil
-}
-
-// write is one phase result or intent, for the journal.
-type write struct {
-	step   int
-	phase  Phase
-	status phaseStatus
-	output []byte
-	err    string
-}
-
-// journal is where a coordinator records what it does: nothing for an
-// in-memory coordinator, the database for a durable one.
-type journal interface {
-	// begin records a new instance and the intents of its first group.
-	begin(ctx context.Context, in *instance, intents []write) error
-	// commit records writes and the instance's status in one transaction,
-	// if the coordinator still holds the instance's lease.
-	commit(ctx context.Context, in *instance, writes []write) error
-	// setback records, in one transaction, the calls of a failed round of
-	// compensation or confirmation that succeeded, and the round's failure,
-	// and gives up the lease until next.
-	setback(ctx context.Context, in *instance, writes []write, wait time.Duration, lastErr string) error
-	// release gives up the lease of an instance the coordinator stops
-	// driving.
-	release(ctx context.Context, in *instance)
-}
-
-// memory is the journal of an in-memory coordinator.
-type memory struct{}
-
-func (memory) begin(context.Context, *instance, []write) error                          { return nil }
-func (memory) commit(context.Context, *instance, []write) error                         { return nil }
-func (memory) setback(context.Context, *instance, []write, time.Duration, string) error { return nil }
-func (memory) release(context.Context, *instance)                                       {}
-
-// ErrLeaseLost is returned by Run when another coordinator took over the
-// instance: this one stopped driving it.
+// ErrLeaseLost is returned by Run when the coordinator lost the instance's
+// lease: another coordinator took the instance over, or the lease could not
+// be renewed in time and another may take it over. This one stopped driving
+// it.
 var ErrLeaseLost = errors.New("saga: lease lost to another coordinator")
 
-// Coordinator runs sagas. Make one with [New]; it is safe for concurrent
-// use, and the zero value is not usable. Without [WithStore] it keeps
-// nothing and a saga lives as long as its Run call; with it, every step's
-// intent and result go to the database first, and [Coordinator.Recover]
-// finishes the instances a crashed process left.
+// Coordinator runs sagas. Make one with [New]: the zero value is not
+// usable, and its methods panic. It is safe for concurrent use; most
+// callers want [Coordinator.Run].
+//
+// Without [WithStore] it keeps nothing and a saga lives as long as its Run
+// call. With it, every step's intent and result go to the database first,
+// [Coordinator.Recover] finishes the instances a crashed process left, and
+// the operator's methods ([Coordinator.List], [Coordinator.Purge], ...)
+// read and tidy the store; without a store they return [ErrNotDurable].
 type Coordinator struct {
-	cfg     config
-	j       journal
-	durable bool
-	defs    sync.Map // defKey -> *Definition
-	known   sync.Map // *Definition -> struct{}: registered
-	// The waits between attempts of a round, and between rounds: a random
-	// time between half and all of base·2^(n-1), at most max.
-	attemptWait, roundWait retry.Backoff
-	stats                  struct {
-		started, succeeded, compensated, commits atomic.Int64
-	}
+	e *engine
+	s store
+}
+
+// store is where a coordinator keeps its instances: nowhere ([memory]) or a
+// database ([durable]). It makes the journal of each instance the engine
+// drives, and answers the operator's methods.
+type store interface {
+	// open returns the instance that Run drives for in, a new instance, and
+	// intents, the intents of its first group: in itself, with its journal,
+	// or an instance of that ID that the store holds already and took over.
+	// For an instance that Run does not drive, it returns nil and what Run
+	// returns.
+	open(ctx context.Context, in *instance, intents []write) (*instance, error)
+	recover(ctx context.Context, batch int) (int, error)
+	commits() int64
+	list(ctx context.Context, f Filter) ([]Instance, error)
+	purge(ctx context.Context, olderThan time.Duration) (int64, error)
+	listStuck(ctx context.Context, limit int) ([]StuckSaga, error)
+	retryStuck(ctx context.Context, id string) (bool, error)
+	markResolved(ctx context.Context, id, note string) (bool, error)
+	status(ctx context.Context, id string) (Status, error)
+	// retention is how long RunRecovery keeps ended instances; 0: for ever.
+	retention() time.Duration
 }
 
 // New returns a Coordinator configured by opts. It panics if an option is
-// out of range.
+// nil or out of range.
 func New(opts ...Option) *Coordinator {
 	cfg := defaultConfig()
 	for _, o := range opts {
+		if o == nil {
+			panic("saga: New: nil Option")
+		}
 		o.apply(&cfg)
 	}
-	c := &Coordinator{cfg: cfg, j: memory{},
-		attemptWait: retry.EqualJitter(cfg.attemptBase, cfg.attemptMax),
-		roundWait:   retry.EqualJitter(cfg.roundBase, cfg.roundMax)}
+	c := &Coordinator{e: newEngine(&cfg)}
 	if cfg.db != nil {
-		c.j = &sqlJournal{c: c, db: cfg.db, d: cfg.dialect}
-		c.durable = true
+		c.s = newDurable(c.e, &cfg)
+	} else {
+		// Nobody will try a failed round again: it parks the instance.
+		c.s, c.e.stuckAfter = memory{}, 1
 	}
 	for _, d := range cfg.defs {
-		if err := c.register(d); err != nil {
+		if err := c.e.register(d); err != nil {
 			panic(err.Error())
 		}
 	}
 	return c
 }
 
-type defKey struct {
-	name    string
-	version int
-}
-
-// register makes d known to the coordinator, which refuses a second,
-// different definition of the same name and version: which of the two
-// would recovery resume an instance with?
-func (c *Coordinator) register(d *Definition) error {
-	if d == nil {
-		return errors.New("saga: nil Definition")
+// check panics for a Coordinator that New did not make.
+func (c *Coordinator) check() {
+	if c.s == nil {
+		panic("saga: zero Coordinator; use New")
 	}
-	if _, ok := c.known.Load(d); ok {
-		return nil
-	}
-	if old, loaded := c.defs.LoadOrStore(defKey{d.name, d.version}, d); loaded && old != d {
-		return fmt.Errorf("saga: another definition %s version %d is registered; give a changed definition a new version", d.name, d.version)
-	}
-	c.known.Store(d, struct{}{})
-	return nil
-}
-
-func (c *Coordinator) definition(name string, version int) *Definition {
-	d, _ := c.defs.Load(defKey{name, version})
-	def, _ := d.(*Definition)
-	return def
 }
 
 // Stats counts what a coordinator did since it was made.
 type Stats struct {
 	// Started, Succeeded and Compensated count instances.
 	Started, Succeeded, Compensated int64
-	// Commits counts the transactions it wrote to the store.
+	// Commits counts the journal writes it committed to the store: n+1
+	// for a saga of n steps that succeeds (see the package doc).
 	Commits int64
 }
 
 // Stats returns the coordinator's counts.
 func (c *Coordinator) Stats() Stats {
-	return Stats{Started: c.stats.started.Load(), Succeeded: c.stats.succeeded.Load(),
-		Compensated: c.stats.compensated.Load(), Commits: c.stats.commits.Load()}
+	c.check()
+	return Stats{Started: c.e.stats.started.Load(), Succeeded: c.e.stats.succeeded.Load(),
+		Compensated: c.e.stats.compensated.Load(), Commits: c.s.commits()}
 }
 
 // ErrNoID is returned by Run for an empty saga ID.
 var ErrNoID = errors.New("saga: Run: empty saga ID")
 
 // ErrExists is returned by a durable coordinator's Run for an ID that the
-// store holds already: an instance runs once. [Coordinator.InstanceStatus]
+// store holds already, of an instance that another coordinator drives (or
+// of another definition): an instance runs once. [Coordinator.InstanceStatus]
 // says where the earlier one stands.
 var ErrExists = errors.New("saga: an instance with this ID exists")
 
@@ -341,7 +281,19 @@ var ErrExists = errors.New("saga: an instance with this ID exists")
 // action that panics fails the saga like an error; once its compensations
 // are done (or left to recovery), Run panics with its value. A compensation
 // or confirm that panics fails that attempt, and is retried.
+//
+// A durable coordinator's Run with the ID of an instance of def that the
+// store holds already, as a caller that retries its submit does:
+//   - if no coordinator drives it (its owner crashed, and the lease ran
+//     out), takes it over, drives it to its end and returns its outcome;
+//   - if it has ended (or waits for its next round of compensations),
+//     returns the outcome it recorded: nil if it succeeded, and otherwise
+//     an [*Error] with its Status, its failed Step, and the text of its
+//     errors;
+//   - if another coordinator drives it, returns [ErrExists], as it does for
+//     an instance of another definition.
 func (c *Coordinator) Run(ctx context.Context, def *Definition, id string, input []byte) error {
+	c.check()
 	if id == "" {
 		return ErrNoID
 	}
@@ -351,25 +303,19 @@ func (c *Coordinator) Run(ctx context.Context, def *Definition, id string, input
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := c.register(def); err != nil {
+	if err := c.e.register(def); err != nil {
 		return err
 	}
-	in := &instance{id: id, def: def, input: input, status: Running, steps: make([]stepState, len(def.steps))}
-	if def.timeout > 0 {
-		in.deadline = time.Now().Add(def.timeout)
+	fresh := newInstance(def, id, input)
+	in, err := c.s.open(ctx, fresh, start(fresh.writes, fresh, def.groups[0]))
+	if in == nil {
+		return err
 	}
-	if c.durable {
-		in.token = c.token()
+	c.e.stats.started.Add(1)
+	if c.e.observer != nil && in == fresh { // not one that Run took over
+		c.e.observe(ctx, resilience.Event{Kind: resilience.Started, Subject: id})
 	}
-	intents := c.start(nil, in, def.groups[0])
-	if err := c.j.begin(ctx, in, intents); err != nil {
-		if errors.Is(err, ErrExists) {
-			return ErrExists
-		}
-		return fmt.Errorf("saga %s: begin: %w", id, err)
-	}
-	c.stats.started.Add(1)
-	err := c.drive(ctx, in)
+	err = c.e.drive(ctx, in)
 	// An action that panicked failed the saga, which compensated; the panic
 	// goes on to the caller now.
 	if err != nil {
@@ -391,420 +337,10 @@ func actionPanic(err error) *stepPanic {
 	return nil
 }
 
-// stepPanic is the failure of a step that panicked.
+// stepPanic is the failure of a step call that panicked.
 type stepPanic struct {
 	key   Key
 	value any
 }
 
-func (p *stepPanic) Error() string { return fmt.Sprintf("saga: %s panicked: %v", p.key, p.value) }
-
-// start marks the given steps' actions as started, and appends to ws the
-// writes that record their intents. Compensations and confirms need none
-// (see settle).
-func (c *Coordinator) start(ws []write, in *instance, steps []int) []write {
-	for _, i := range steps {
-		in.steps[i].action = started
-		if c.durable {
-			ws = append(ws, write{step: i, phase: Action, status: started})
-		}
-	}
-	return ws
-}
-
-// drive takes an instance from where it stands to an end, or to a point where
-// it must wait (a compensation round that failed).
-func (c *Coordinator) drive(ctx context.Context, in *instance) error {
-	// The forward steps run under fctx: the caller's, cancelled too when a
-	// durable coordinator loses the lease. The journal's writes and the
-	// compensations run under lctx: detached from the caller's cancellation,
-	// so that a failure is recorded and compensated whatever the caller
-	// does, but cancelled when the lease is lost.
-	fctx, lctx := ctx, ctx
-	if j, ok := c.j.(*sqlJournal); ok {
-		var stop func()
-		fctx, lctx, stop = c.hold(ctx, j, in)
-		defer stop()
-	}
-	var err error
-	if in.status == Running {
-		err = c.forward(fctx, lctx, in)
-	}
-	detached := lctx
-	if !c.durable && (in.status == Confirming || in.status == Compensating) {
-		detached = context.WithoutCancel(ctx) // only when something is owed
-	}
-	if err == nil && in.status == Confirming {
-		err = c.settle(detached, in, Confirm)
-	}
-	if err == nil && in.status == Compensating {
-		err = c.settle(detached, in, Compensate)
-	}
-	if err != nil {
-		if errors.Is(err, ErrLeaseLost) {
-			c.emit(Event{Kind: LeaseLost, SagaID: in.id, Err: err})
-		}
-		return err
-	}
-	switch in.status {
-	case Succeeded:
-		c.stats.succeeded.Add(1)
-		return nil
-	case Compensated:
-		c.stats.compensated.Add(1)
-	}
-	e := &Error{SagaID: in.id, Step: in.failed, Err: in.cause, Status: in.status, Compensation: in.compensationErr()}
-	if e.Err == nil { // every try succeeded; confirms are owed
-		e.Step, e.Err = in.settleStep, ErrNotConfirmed
-	}
-	return e
-}
-
-// ErrNotConfirmed is the Err of the Error of a TCC saga whose tries all
-// succeeded but whose confirms have not all succeeded yet: they are owed,
-// and retried (Status Confirming), or parked for an operator (Stuck).
-var ErrNotConfirmed = errors.New("saga: confirms owed")
-
-// hold keeps a durable instance's lease while it is driven: it renews it
-// every third of the lease, and returns the ctx of the forward steps
-// (cancelled by ctx or when the lease is lost) and that of the journal's
-// writes and the compensations (cancelled only when the lease is lost, with
-// cause ErrLeaseLost). The lease counts as lost when another coordinator
-// took the instance, or when renewals failed for two thirds of the lease:
-// past that, another may take it any moment. stop ends the renewals and
-// releases the lease.
-func (c *Coordinator) hold(ctx context.Context, j *sqlJournal, in *instance) (fctx, lctx context.Context, stop func()) {
-	lctx, lose := context.WithCancelCause(context.WithoutCancel(ctx))
-	fctx, cancelForward := context.WithCancelCause(ctx)
-	stopForwarding := context.AfterFunc(lctx, func() { cancelForward(context.Cause(lctx)) })
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		t := time.NewTicker(c.cfg.lease / 3)
-		defer t.Stop()
-		renewed := time.Now()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-			}
-			err := j.renew(lctx, in)
-			switch {
-			case err == nil:
-				renewed = time.Now()
-			case errors.Is(err, ErrLeaseLost):
-				lose(ErrLeaseLost)
-				return
-			default:
-				c.emit(Event{Kind: StoreError, SagaID: in.id, Err: err})
-				if time.Since(renewed) > c.cfg.lease*2/3 {
-					lose(ErrLeaseLost)
-					return
-				}
-			}
-		}
-	})
-	return fctx, lctx, func() {
-		close(done)
-		wg.Wait()
-		stopForwarding()
-		cancelForward(nil)
-		j.release(context.WithoutCancel(ctx), in)
-		lose(nil)
-	}
-}
-
-// forward runs the forward steps from the first group not done. It returns
-// an error only for the journal; a step's failure moves the instance to
-// compensation.
-//
-// Steps run under ctx; the journal's writes under jctx, which the caller's
-// cancellation does not reach.
-func (c *Coordinator) forward(ctx, jctx context.Context, in *instance) error {
-	sctx := ctx
-	if !in.deadline.IsZero() {
-		var cancel context.CancelFunc
-		sctx, cancel = context.WithDeadlineCause(ctx, in.deadline, ErrDeadline)
-		defer cancel()
-	}
-	phase := Action
-	if in.def.tcc {
-		phase = Try
-	}
-	var todo []int
-	var results []result
-	for g, steps := range in.def.groups {
-		todo = todo[:0]
-		for _, i := range steps {
-			switch in.steps[i].action {
-			case succeeded:
-				continue
-			case started, failed:
-				// Started before a crash, with no result: run it again only
-				// if it is idempotent; otherwise compensate.
-				if in.unknown[i] && !in.def.steps[i].idempotent {
-					return c.fail(jctx, in, in.def.steps[i].name, fmt.Errorf("saga: step %s: outcome unknown after a restart", in.def.steps[i].name), nil)
-				}
-			}
-			todo = append(todo, i)
-		}
-		if len(todo) == 0 {
-			continue
-		}
-		if err := sctx.Err(); err != nil {
-			return c.fail(jctx, in, "", context.Cause(sctx), nil)
-		}
-		results = c.runGroup(sctx, in, todo, phase, results)
-		var writes []write
-		var firstErr error
-		failedStep := ""
-		for k, i := range todo {
-			r := results[k]
-			if r.err != nil {
-				in.steps[i].action, in.steps[i].output = failed, r.output
-				if c.durable {
-					writes = append(writes, write{step: i, phase: Action, status: failed, output: r.output, err: r.err.Error()})
-				}
-				if firstErr == nil {
-					firstErr, failedStep = r.err, in.def.steps[i].name
-				}
-				continue
-			}
-			in.steps[i].action, in.steps[i].output = succeeded, r.output
-			if c.durable {
-				writes = append(writes, write{step: i, phase: Action, status: succeeded, output: r.output})
-			}
-		}
-		if errors.Is(context.Cause(jctx), ErrLeaseLost) {
-			return ErrLeaseLost
-		}
-		if firstErr != nil {
-			if cause := context.Cause(sctx); cause != nil && sctx.Err() != nil {
-				firstErr = fmt.Errorf("%w (%w)", firstErr, cause)
-			}
-			return c.fail(jctx, in, failedStep, firstErr, writes)
-		}
-		if g+1 < len(in.def.groups) {
-			writes = c.start(writes, in, in.def.groups[g+1])
-		} else if in.def.tcc {
-			in.status = Confirming
-		} else {
-			in.status = Succeeded
-		}
-		if err := c.j.commit(jctx, in, writes); err != nil {
-			return err
-		}
-	}
-	if in.status == Running { // every step was done before a restart
-		in.status = Succeeded
-		if in.def.tcc {
-			in.status = Confirming
-		}
-		return c.j.commit(jctx, in, nil)
-	}
-	return nil
-}
-
-func allSteps(in *instance) []int {
-	s := make([]int, len(in.def.steps))
-	for i := range s {
-		s[i] = i
-	}
-	return s
-}
-
-// fail records the failure of the forward steps and moves the instance to
-// compensation: the results of the group that failed and the new status, in
-// one transaction, before any compensation runs (after a crash, recovery
-// must not take a failed step for one to run again).
-func (c *Coordinator) fail(ctx context.Context, in *instance, step string, cause error, writes []write) error {
-	in.status, in.failed, in.cause = Compensating, step, cause
-	return c.j.commit(ctx, in, writes)
-}
-
-type result struct {
-	output []byte
-	err    error
-}
-
-// runGroup runs phase of the given steps at once and returns their results.
-// When one action fails, the others' ctx is cancelled.
-func (c *Coordinator) runGroup(ctx context.Context, in *instance, steps []int, phase Phase, results []result) []result {
-	results = append(results[:0], make([]result, len(steps))...)
-	if len(steps) == 1 {
-		results[0] = c.call(ctx, in, steps[0], phase)
-		return results
-	}
-	c.runParallel(ctx, in, steps, phase, results)
-	return results
-}
-
-func (c *Coordinator) runParallel(ctx context.Context, in *instance, steps []int, phase Phase, results []result) {
-	gctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	for k, i := range steps {
-		wg.Go(func() {
-			results[k] = c.call(gctx, in, i, phase)
-			if results[k].err != nil && (phase == Action || phase == Try) {
-				cancel()
-			}
-		})
-	}
-	wg.Wait()
-}
-
-// callCtx is the ctx of a step call, which carries its key, and the call:
-// one allocation for both.
-type callCtx struct {
-	context.Context
-	call Call
-}
-
-func (cc *callCtx) Value(key any) any {
-	if key == (keyCtx{}) {
-		return cc.call.Key
-	}
-	return cc.Context.Value(key)
-}
-
-// call runs one phase of one step under its policy, with its key in ctx. A
-// panic in the step, which goes through the policy as panics do, is an
-// error of the step here, so that the saga compensates.
-func (c *Coordinator) call(ctx context.Context, in *instance, i int, phase Phase) (res result) {
-	def := &in.def.steps[i]
-	cc := &callCtx{Context: ctx, call: Call{Key: Key{SagaID: in.id, Step: def.name, Phase: phase}, Input: in.input, in: in}}
-	f := def.action
-	switch phase {
-	case Compensate, Cancel:
-		f = def.compensate
-	case Confirm:
-		f = def.confirm
-	}
-	if phase != Action && phase != Try {
-		cc.call.Output = in.steps[i].output
-	}
-	defer func() {
-		if v := recover(); v != nil {
-			res = result{output: cc.call.out, err: &stepPanic{key: cc.call.Key, value: v}}
-		}
-	}()
-	var err error
-	if def.policy != nil {
-		err = def.policy.Do(cc, func(ctx context.Context) error { return f(ctx, &cc.call) })
-	} else {
-		err = f(cc, &cc.call)
-	}
-	return result{output: cc.call.out, err: err}
-}
-
-// settle runs the compensations (phase Compensate) or the confirms (phase
-// Confirm) still owed, retrying each round's failures in process, and then
-// records the end, or a setback for recovery to retry later. Neither needs
-// an intent: the instance's status says they are owed, and any without a
-// recorded success runs again after a crash, as a retry would.
-//
-// ctx is detached from the caller's cancellation: compensations outlive it.
-// A durable coordinator's ctx is cancelled when the lease is lost, and
-// settle then stops at once.
-func (c *Coordinator) settle(ctx context.Context, in *instance, phase Phase) error {
-	callPhase := phase
-	if in.def.tcc && phase == Compensate {
-		callPhase = Cancel
-	}
-	var rounds [][]int
-	if phase == Confirm {
-		rounds = [][]int{allSteps(in)} // confirms are independent: all at once
-	} else {
-		for g := len(in.def.groups) - 1; g >= 0; g-- {
-			rounds = append(rounds, in.def.groups[g])
-		}
-	}
-	var writes []write
-	for _, steps := range rounds {
-		var todo []int
-		for _, i := range steps {
-			st := &in.steps[i]
-			switch {
-			case phase == Confirm && st.confirm != succeeded:
-				todo = append(todo, i)
-			case phase == Compensate && st.action != notStarted && st.comp != succeeded && in.def.steps[i].compensate != nil:
-				todo = append(todo, i)
-			}
-		}
-		var errs []error
-		for attempt := 1; len(todo) > 0; attempt++ {
-			cctx, cancel := context.WithTimeout(ctx, c.cfg.settleTimeout)
-			results := c.runGroup(cctx, in, todo, callPhase, nil)
-			cancel()
-			errs = nil
-			var again []int
-			for k, i := range todo {
-				if results[k].err == nil {
-					if phase == Confirm {
-						in.steps[i].confirm = succeeded
-					} else {
-						in.steps[i].comp = succeeded
-					}
-					writes = append(writes, write{step: i, phase: phase, status: succeeded})
-					continue
-				}
-				errs = append(errs, fmt.Errorf("%s %s: %w", in.def.steps[i].name, callPhase, results[k].err))
-				again = append(again, i)
-			}
-			todo = again
-			if errors.Is(context.Cause(ctx), ErrLeaseLost) {
-				return ErrLeaseLost
-			}
-			if len(todo) == 0 || attempt >= c.cfg.attempts || !wait.Sleep(ctx, c.attemptWait.Delay(attempt, 0)) {
-				break
-			}
-		}
-		if errors.Is(context.Cause(ctx), ErrLeaseLost) {
-			return ErrLeaseLost
-		}
-		if len(errs) > 0 {
-			in.settleErrs = errs
-			in.settleStep = in.def.steps[todo[0]].name
-			return c.setback(ctx, in, writes, errors.Join(errs...))
-		}
-	}
-	if phase == Confirm {
-		in.status = Succeeded
-	} else {
-		in.status = Compensated
-	}
-	in.settleErrs = nil
-	return c.j.commit(ctx, in, writes)
-}
-
-// setback records a failed round: the attempt count, the time of the next
-// round (persisted backoff), and the Stuck status after WithStuckAfter
-// rounds; once it is recorded, it reports an alert after WithAlertAfter
-// rounds (or on becoming stuck, if that comes first) and the Stuck status.
-func (c *Coordinator) setback(ctx context.Context, in *instance, writes []write, err error) error {
-	in.attempts++
-	if !c.durable || in.attempts >= c.cfg.stuckAfter {
-		// Without a store nobody will try again: the instance is stuck now.
-		in.resume = in.status
-		in.status = Stuck
-	}
-	wait := c.roundWait.Delay(in.attempts, 0)
-	if err := c.j.setback(ctx, in, writes, wait, err.Error()); err != nil {
-		return err
-	}
-	if in.attempts == min(c.cfg.alertAfter, c.cfg.stuckAfter) {
-		c.emit(Event{Kind: Alert, SagaID: in.id, Attempts: in.attempts, Err: err})
-	}
-	if in.status == Stuck {
-		c.emit(Event{Kind: StuckEvent, SagaID: in.id, Attempts: in.attempts, Err: err})
-	}
-	return nil
-}
-
-func (c *Coordinator) emit(e Event) {
-	if c.cfg.onEvent != nil {
-		c.cfg.onEvent(e)
-	}
-}
+func (p *stepPanic) Error() string { return fmt.Sprintf("%s panicked: %v", p.key, p.value) }

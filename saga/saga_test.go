@@ -99,7 +99,7 @@ func TestParallelGroup(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		tr := &trace{}
 		var inFlight, peak atomic.Int32
-		slow := func(name string, d time.Duration, fail error) saga.Item {
+		slow := func(name string, d time.Duration, fail error) saga.StepItem {
 			return saga.Step(name, func(ctx context.Context, c *saga.Call) error {
 				n := inFlight.Add(1)
 				if n > peak.Load() {
@@ -170,6 +170,8 @@ func TestSagaTimeoutCompensates(t *testing.T) {
 		assert.Equal(t, 5*time.Second, time.Since(start))
 		assert.ErrorIs(t, err, saga.ErrDeadline)
 		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.EqualError(t, err, "saga s-1: step wait: context deadline exceeded (deadline passed); compensated",
+			"no saga: inside the saga's error")
 		assert.Equal(t, []string{"reserve", "undo wait", "undo reserve reserve-out"}, tr.get())
 	})
 }
@@ -252,7 +254,7 @@ func TestTCC(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tr := &trace{}
-			p := func(name string) saga.Item {
+			p := func(name string) saga.TCCItem {
 				return saga.Participant(name,
 					func(context.Context, *saga.Call) error {
 						tr.add("try " + name)
@@ -298,24 +300,70 @@ func TestTCCConfirmRetriedUntilItSucceeds(t *testing.T) {
 
 func TestDefinePanicsOnBadDefinitions(t *testing.T) {
 	ok := func(context.Context, *saga.Call) error { return nil }
+	a := saga.Step("a", ok, nil)
 	tests := []struct {
 		want string
 		f    func()
 	}{
-		{`saga: Define(""): want a name of 1 to 128 bytes`, func() { saga.Define("", 1, saga.Step("a", ok, nil)) }},
-		{`saga: Define("x", 0): want version >= 1`, func() { saga.Define("x", 0, saga.Step("a", ok, nil)) }},
+		{`saga: Define(""): want a name of 1 to 128 bytes of UTF-8`, func() { saga.Define("", 1, a) }},
+		{`saga: Define("x", 0): want version >= 1`, func() { saga.Define("x", 0, a) }},
 		{`saga: Define("x"): no step`, func() { saga.Define("x", 1) }},
-		{`saga: Define("x"): step name "a" empty, longer than 64 bytes, or used twice`, func() {
-			saga.Define("x", 1, saga.Step("a", ok, nil), saga.Step("a", ok, nil))
+		{`saga: Define("x"): no step`, func() { saga.Define("x", 1, saga.Timeout(time.Second)) }},
+		{`saga: DefineTCC("x"): no step`, func() { saga.DefineTCC("x", 1) }},
+		{`saga: Define("x"): item 2 names step "a", as item 1 does`, func() { saga.Define("x", 1, a, a) }},
+		{`saga: Define("x"): item 2 names step "a", as item 1 does`, func() {
+			saga.Define("x", 1, a, saga.Parallel(saga.Step("b", ok, nil), a))
 		}},
+		{`saga: Define("x"): item 1 names step "a" twice`, func() { saga.Define("x", 1, saga.Parallel(a, a)) }},
+		{`saga: DefineTCC("x"): item 3 names step "p", as item 1 does`, func() {
+			saga.DefineTCC("x", 1, saga.Participant("p", ok, ok, ok), saga.Timeout(time.Second), saga.Participant("p", ok, ok, ok))
+		}},
+		{`saga: Define("x"): item 2 is nil`, func() { saga.Define("x", 1, a, nil) }},
+		{`saga: DefineTCC("x"): item 1 is nil`, func() { saga.DefineTCC("x", 1, nil) }},
+		{`saga: Define("x"): item 1 is a zero StepItem; use Step`, func() { saga.Define("x", 1, saga.StepItem{}) }},
+		{`saga: Define("x"): item 1 (Parallel), step 2, is a zero StepItem; use Step`, func() {
+			saga.Define("x", 1, saga.Parallel(a, saga.StepItem{}))
+		}},
+		{`saga: Define("x"): item 1 is a *saga.StepItem`, func() { saga.Define("x", 1, &a) }},
+		{`saga: Define("x"): item 3 is a second Timeout; item 1 is the first`, func() {
+			saga.Define("x", 1, saga.Timeout(time.Second), a, saga.Timeout(time.Minute))
+		}},
+		{`saga: DefineTCC("x"): item 1 is a zero TimeoutItem; use Timeout`, func() { saga.DefineTCC("x", 1, saga.TimeoutItem{}) }},
+		{`saga: Step(""): want a name of 1 to 64 bytes of UTF-8`, func() { saga.Step("", ok, nil) }},
 		{`saga: Step("a"): nil action`, func() { saga.Step("a", nil, nil) }},
-		{`saga: Define("x"): participants belong to DefineTCC`, func() { saga.Define("x", 1, saga.Participant("p", ok, ok, ok)) }},
-		{`saga: DefineTCC("x"): a TCC saga has participants, not steps`, func() { saga.DefineTCC("x", 1, saga.Step("a", ok, nil)) }},
+		{`saga: Step("a"): nil StepOption`, func() { saga.Step("a", ok, nil, nil) }},
 		{`saga: Participant("p"): try, confirm and cancel are required`, func() { saga.Participant("p", ok, nil, ok) }},
+		{`saga: Participant("p"): nil StepOption`, func() { saga.Participant("p", ok, ok, ok, nil) }},
+		{`saga: Parallel(): no step`, func() { saga.Parallel() }},
 		{`saga: Timeout(0s): want d > 0`, func() { saga.Timeout(0) }},
 	}
 	for _, tt := range tests {
 		assert.PanicsWithValue(t, tt.want, tt.f)
+	}
+}
+
+// The wrong mixes of items do not compile: a Step or a Parallel group in
+// DefineTCC, a Participant in Define, anything but a Step in Parallel.
+func TestItemTypesKeepTheMixesApart(t *testing.T) {
+	ok := func(context.Context, *saga.Call) error { return nil }
+	tests := []struct {
+		name string
+		item any
+		saga bool // an Item of Define
+		tcc  bool // a TCCItem of DefineTCC
+	}{
+		{"Step", saga.Step("a", ok, nil), true, false},
+		{"Parallel", saga.Parallel(saga.Step("a", ok, nil)), true, false},
+		{"Participant", saga.Participant("p", ok, ok, ok), false, true},
+		{"Timeout", saga.Timeout(time.Second), true, true},
+	}
+	for _, tt := range tests {
+		_, isItem := tt.item.(saga.Item)
+		_, isTCC := tt.item.(saga.TCCItem)
+		assert.Equal(t, tt.saga, isItem, "%s is an Item", tt.name)
+		assert.Equal(t, tt.tcc, isTCC, "%s is a TCCItem", tt.name)
+		_, isStep := tt.item.(saga.StepItem)
+		assert.Equal(t, tt.name == "Step", isStep, "%s is what Parallel takes", tt.name)
 	}
 }
 
@@ -444,4 +492,76 @@ func TestSettleTimeoutBoundsEachAttempt(t *testing.T) {
 		assert.ErrorIs(t, err, context.DeadlineExceeded)
 		assert.Equal(t, []time.Duration{2 * time.Second, 2 * time.Second}, budgets)
 	})
+}
+
+func TestEventKindString(t *testing.T) {
+	tests := []struct {
+		k    saga.EventKind
+		want string
+	}{
+		{saga.Alert, "alert"},
+		{saga.StuckEvent, "stuck"},
+		{saga.LeaseLost, "lease lost"},
+		{saga.UnknownDefinition, "unknown definition"},
+		{saga.StoreError, "store error"},
+		{0, "EventKind(0)"},
+		{6, "EventKind(6)"},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, tt.k.String(), "%d", uint8(tt.k))
+	}
+}
+
+// Bad options panic in New, or at once; so do the methods of a zero
+// Coordinator or Barrier.
+func TestMisusePanics(t *testing.T) {
+	ctx := context.Background()
+	noop := func(context.Context, *saga.Call) error { return nil }
+	def := saga.Define("x", 1, saga.Step("a", noop, nil))
+	var zero saga.Coordinator
+	var barrier saga.Barrier
+	tests := []struct {
+		want string
+		f    func()
+	}{
+		{"saga: New: nil Option", func() { saga.New(saga.WithOwner("a"), nil) }},
+		{"saga: WithOnEvent: nil func", func() { saga.WithOnEvent(nil) }},
+		{"saga: WithObserver: nil Observer", func() { saga.WithObserver(nil) }},
+		{"saga: WithPolicy(nil)", func() { saga.WithPolicy(nil) }},
+		{"saga: zero Coordinator; use New", func() { _ = zero.Run(ctx, def, "x", nil) }},
+		{"saga: zero Coordinator; use New", func() { _, _ = zero.Recover(ctx, 1) }},
+		{"saga: zero Coordinator; use New", func() { _ = zero.RunRecovery(ctx, time.Second) }},
+		{"saga: zero Coordinator; use New", func() { _, _ = zero.List(ctx, saga.Filter{}) }},
+		{"saga: zero Coordinator; use New", func() { _, _ = zero.Purge(ctx, time.Hour) }},
+		{"saga: zero Coordinator; use New", func() { _, _ = zero.ListStuck(ctx, 1) }},
+		{"saga: zero Coordinator; use New", func() { _, _ = zero.RetryStuck(ctx, "x") }},
+		{"saga: zero Coordinator; use New", func() { _, _ = zero.MarkResolved(ctx, "x", "") }},
+		{"saga: zero Coordinator; use New", func() { _, _ = zero.InstanceStatus(ctx, "x") }},
+		{"saga: zero Coordinator; use New", func() { _ = zero.Stats() }},
+		{"saga: zero Barrier; use NewBarrier", func() {
+			_ = barrier.Call(ctx, nil, saga.Key{SagaID: "x", Step: "a", Phase: saga.Action}, nil)
+		}},
+		{"saga: zero Barrier; use NewBarrier", func() { _, _ = barrier.Sweep(ctx, nil, time.Hour) }},
+	}
+	for _, tt := range tests {
+		assert.PanicsWithValue(t, tt.want, tt.f)
+	}
+}
+
+// The saga's own errors inside an Error go without their "saga: ": the
+// Error names the saga already.
+func TestErrorHasOnePrefix(t *testing.T) {
+	tests := []struct {
+		err  saga.Error
+		want string
+	}{
+		{saga.Error{SagaID: "o-1", Err: saga.ErrDeadline, Status: saga.Compensated}, "saga o-1: deadline passed; compensated"},
+		{saga.Error{SagaID: "o-1", Step: "b", Err: saga.ErrNotConfirmed, Status: saga.Confirming, Compensation: errors.New("b confirm: down")},
+			"saga o-1: step b: confirms owed; confirming: b confirm: down"},
+		{saga.Error{SagaID: "o-1", Step: "pay", Err: errDeclined, Status: saga.Stuck, Compensation: saga.ErrLeaseLost},
+			"saga o-1: step pay: card declined; stuck: lease lost to another coordinator"},
+	}
+	for _, tt := range tests {
+		assert.EqualError(t, &tt.err, tt.want)
+	}
 }

@@ -2,14 +2,11 @@ package saga
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
 	"strings"
-	"time"
 
 	"github.com/resilience-go/resilience/internal/sqlstore"
 )
@@ -19,26 +16,81 @@ import (
 // MariaDB 10.6 and later) or [SQLite], with tables saga_instances,
 // saga_steps and saga_barrier by default.
 type Dialect struct {
-	flavor sqlstore.Flavor
+	db     *database
 	prefix string
+}
+
+// database is what the saga log and the barrier do differently on each
+// database: one value per database, in postgres.go, mysql.go and sqlite.go,
+// each field set (a test checks).
+type database struct {
+	sql *sqlstore.Dialect
+	// schema is the statements of the tables: {p} stands for the prefix,
+	// {n} for the prefix without its schema, which index names start with.
+	schema []string
+	// insertIgnore returns the statement that inserts one row into table,
+	// with ? placeholders, and does nothing when it would break a unique
+	// key.
+	insertIgnore func(table string, columns []string, values string) string
+	// stepRow is the values of one row of a journal write's upsert of step
+	// rows, in the order of stepColumns: placeholders, typed where the
+	// database needs telling, and the clock.
+	stepRow string
+	// write returns the statements of one journal write, with ?
+	// placeholders: inst, the instance's statement (an insert that ignores
+	// an existing row, or an update fenced by the claim's token), and then
+	// the upsert into table of step rows, values (stepRows lists), which
+	// must write nothing unless inst changed a row. One statement where the
+	// database chains the two (a data-modifying CTE, whose upsert reads the
+	// row that inst returns); otherwise inst and the upsert, which a
+	// transaction runs, the upsert only if inst changed a row.
+	write func(inst, table, values string) []string
+}
+
+// stepColumns are the columns of a journal write's step rows.
+var stepColumns = []string{"saga_id", "step", "phase", "status", "output", "error", "updated_at"}
+
+// upsertInTx is the write of the databases that run a journal write as
+// two statements in a transaction.
+func upsertInTx(d *sqlstore.Dialect) func(inst, table, values string) []string {
+	return func(inst, table, values string) []string {
+		return []string{inst, d.Upsert(table, stepColumns, values, "saga_id, step, phase", "status", "output", "error", "updated_at")}
+	}
 }
 
 // The dialects, with the default table prefix "saga".
 var (
-	Postgres = Dialect{flavor: sqlstore.Postgres, prefix: "saga"}
-	MySQL    = Dialect{flavor: sqlstore.MySQL, prefix: "saga"}
-	SQLite   = Dialect{flavor: sqlstore.SQLite, prefix: "saga"}
+	Postgres = Dialect{db: postgres, prefix: "saga"}
+	MySQL    = Dialect{db: mysql, prefix: "saga"}
+	SQLite   = Dialect{db: sqlite, prefix: "saga"}
 )
 
-func (d Dialect) String() string { return d.flavor.String() + ":" + d.prefix }
+// String returns the database and the table prefix, "PostgreSQL:saga" say.
+func (d Dialect) String() string {
+	if d.db == nil {
+		return "zero Dialect"
+	}
+	return d.db.sql.Name + ":" + d.prefix
+}
+
+// longestSuffix is the longest suffix the saga adds to its prefix: the
+// index {prefix}_instances_stuck, and {prefix}_barrier_created.
+const longestSuffix = len("_instances_stuck")
 
 // WithPrefix returns d with its tables named prefix_instances,
 // prefix_steps and prefix_barrier. A prefix often comes from configuration,
 // so a bad one is an error: letters, digits and underscores, or
-// schema.prefix.
+// schema.prefix, with a prefix part of at most 47 bytes on PostgreSQL and
+// 48 on MySQL (the longest name the saga derives from it adds 16).
 func (d Dialect) WithPrefix(prefix string) (Dialect, error) {
-	if err := sqlstore.CheckIdent(prefix); err != nil || len(prefix[strings.LastIndexByte(prefix, '.')+1:]) > 36 {
-		return d, fmt.Errorf("saga: table prefix %q: want an identifier of at most 36 characters", prefix)
+	if d.db == nil {
+		return d, errors.New("saga: WithPrefix: zero Dialect; use saga.Postgres, MySQL or SQLite")
+	}
+	if err := sqlstore.CheckIdent(prefix); err != nil {
+		return d, fmt.Errorf("saga: table prefix: %w", err)
+	}
+	if err := d.db.sql.CheckLength(prefix, longestSuffix); err != nil {
+		return d, fmt.Errorf("saga: table prefix: %w", err)
 	}
 	d.prefix = prefix
 	return d, nil
@@ -47,7 +99,7 @@ func (d Dialect) WithPrefix(prefix string) (Dialect, error) {
 // q rebinds a query written with ? placeholders, {p} for the prefix and {n}
 // for the prefix without its schema, which index names start with.
 func (d Dialect) q(query string) string {
-	return d.flavor.Rebind(d.expand(query))
+	return d.db.sql.Rebind(d.expand(query))
 }
 
 // expand puts d's table prefix for {p} and its last part, which names
@@ -63,334 +115,23 @@ func (d Dialect) name() string { return d.prefix[strings.LastIndexByte(d.prefix,
 // next_attempt_at, which this keeps out of their way.
 const ended = math.MaxInt64
 
-var schema = map[sqlstore.Flavor][]string{
-	sqlstore.Postgres: {
-		`CREATE TABLE IF NOT EXISTS {p}_instances (
-			id VARCHAR(128) PRIMARY KEY,
-			name VARCHAR(128) NOT NULL,
-			version INTEGER NOT NULL,
-			status SMALLINT NOT NULL,
-			resume_status SMALLINT NOT NULL DEFAULT 0,
-			input BYTEA NULL,
-			deadline_at BIGINT NOT NULL DEFAULT 0,
-			failed_step VARCHAR(64) NOT NULL DEFAULT '',
-			cause TEXT NULL,
-			owner VARCHAR(80) NULL,
-			lease_until BIGINT NOT NULL DEFAULT 0,
-			next_attempt_at BIGINT NOT NULL DEFAULT 0,
-			attempts INTEGER NOT NULL DEFAULT 0,
-			last_error TEXT NULL,
-			note TEXT NULL,
-			created_at BIGINT NOT NULL,
-			updated_at BIGINT NOT NULL)`,
-		`CREATE INDEX IF NOT EXISTS {n}_instances_due ON {p}_instances (next_attempt_at) WHERE status IN (1, 2, 3)`,
-		`CREATE INDEX IF NOT EXISTS {n}_instances_stuck ON {p}_instances (updated_at) WHERE status = 6`,
-		`CREATE TABLE IF NOT EXISTS {p}_steps (
-			saga_id VARCHAR(128) NOT NULL,
-			step VARCHAR(64) NOT NULL,
-			phase SMALLINT NOT NULL,
-			status SMALLINT NOT NULL,
-			output BYTEA NULL,
-			error TEXT NULL,
-			updated_at BIGINT NOT NULL,
-			PRIMARY KEY (saga_id, step, phase))`,
-		`CREATE TABLE IF NOT EXISTS {p}_barrier (
-			gid VARCHAR(128) NOT NULL,
-			branch VARCHAR(64) NOT NULL,
-			op VARCHAR(16) NOT NULL,
-			reason VARCHAR(16) NOT NULL,
-			created_at BIGINT NOT NULL,
-			PRIMARY KEY (gid, branch, op))`,
-		`CREATE INDEX IF NOT EXISTS {n}_barrier_created ON {p}_barrier (created_at)`,
-	},
-	// Keys are VARBINARY: compared byte for byte, where MySQL's default
-	// collations would take "Ab" and "ab " for the same ID.
-	sqlstore.MySQL: {
-		`CREATE TABLE IF NOT EXISTS {p}_instances (
-			id VARBINARY(128) NOT NULL PRIMARY KEY,
-			name VARBINARY(128) NOT NULL,
-			version INT NOT NULL,
-			status SMALLINT NOT NULL,
-			resume_status SMALLINT NOT NULL DEFAULT 0,
-			input LONGBLOB NULL,
-			deadline_at BIGINT NOT NULL DEFAULT 0,
-			failed_step VARBINARY(64) NOT NULL DEFAULT '',
-			cause TEXT NULL,
-			owner VARBINARY(80) NULL,
-			lease_until BIGINT NOT NULL DEFAULT 0,
-			next_attempt_at BIGINT NOT NULL DEFAULT 0,
-			attempts INT NOT NULL DEFAULT 0,
-			last_error TEXT NULL,
-			note TEXT NULL,
-			created_at BIGINT NOT NULL,
-			updated_at BIGINT NOT NULL,
-			KEY {n}_instances_due (next_attempt_at),
-			KEY {n}_instances_stuck (status, updated_at)
-		) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`,
-		`CREATE TABLE IF NOT EXISTS {p}_steps (
-			saga_id VARBINARY(128) NOT NULL,
-			step VARBINARY(64) NOT NULL,
-			phase SMALLINT NOT NULL,
-			status SMALLINT NOT NULL,
-			output LONGBLOB NULL,
-			error TEXT NULL,
-			updated_at BIGINT NOT NULL,
-			PRIMARY KEY (saga_id, step, phase)
-		) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`,
-		`CREATE TABLE IF NOT EXISTS {p}_barrier (
-			gid VARBINARY(128) NOT NULL,
-			branch VARBINARY(64) NOT NULL,
-			op VARBINARY(16) NOT NULL,
-			reason VARBINARY(16) NOT NULL,
-			created_at BIGINT NOT NULL,
-			PRIMARY KEY (gid, branch, op),
-			KEY {n}_barrier_created (created_at)
-		) ENGINE=InnoDB`,
-	},
-	sqlstore.SQLite: {
-		`CREATE TABLE IF NOT EXISTS {p}_instances (
-			id TEXT PRIMARY KEY,
-			name TEXT NOT NULL,
-			version INTEGER NOT NULL,
-			status INTEGER NOT NULL,
-			resume_status INTEGER NOT NULL DEFAULT 0,
-			input BLOB NULL,
-			deadline_at INTEGER NOT NULL DEFAULT 0,
-			failed_step TEXT NOT NULL DEFAULT '',
-			cause TEXT NULL,
-			owner TEXT NULL,
-			lease_until INTEGER NOT NULL DEFAULT 0,
-			next_attempt_at INTEGER NOT NULL DEFAULT 0,
-			attempts INTEGER NOT NULL DEFAULT 0,
-			last_error TEXT NULL,
-			note TEXT NULL,
-			created_at INTEGER NOT NULL,
-			updated_at INTEGER NOT NULL)`,
-		`CREATE INDEX IF NOT EXISTS {n}_instances_due ON {p}_instances (next_attempt_at) WHERE status IN (1, 2, 3)`,
-		`CREATE INDEX IF NOT EXISTS {n}_instances_stuck ON {p}_instances (updated_at) WHERE status = 6`,
-		`CREATE TABLE IF NOT EXISTS {p}_steps (
-			saga_id TEXT NOT NULL,
-			step TEXT NOT NULL,
-			phase INTEGER NOT NULL,
-			status INTEGER NOT NULL,
-			output BLOB NULL,
-			error TEXT NULL,
-			updated_at INTEGER NOT NULL,
-			PRIMARY KEY (saga_id, step, phase))`,
-		`CREATE TABLE IF NOT EXISTS {p}_barrier (
-			gid TEXT NOT NULL,
-			branch TEXT NOT NULL,
-			op TEXT NOT NULL,
-			reason TEXT NOT NULL,
-			created_at INTEGER NOT NULL,
-			PRIMARY KEY (gid, branch, op))`,
-		`CREATE INDEX IF NOT EXISTS {n}_barrier_created ON {p}_barrier (created_at)`,
-	},
-}
-
 // Migrate creates d's tables in db, or brings them up to date: the
 // instances and steps of a durable coordinator's log, and the barrier of
 // participants. It is safe to call at every start, from several processes
 // at once.
 func Migrate(ctx context.Context, db *sql.DB, d Dialect) error {
-	statements, ok := schema[d.flavor]
-	if !ok {
+	if d.db == nil {
 		return fmt.Errorf("saga: Migrate: zero Dialect; use saga.Postgres, MySQL or SQLite")
 	}
+	if err := sqlstore.CheckServer(ctx, db, d.db.sql); err != nil {
+		return fmt.Errorf("saga: Migrate: %w", err)
+	}
 	m := sqlstore.Migration{Version: 1}
-	for _, st := range statements {
+	for _, st := range d.db.schema {
 		m.Statements = append(m.Statements, d.expand(st))
 	}
-	if err := sqlstore.Migrate(ctx, db, d.flavor, "saga:"+d.prefix, d.prefix+"_migrations", []sqlstore.Migration{m}); err != nil {
+	if err := sqlstore.Migrate(ctx, db, d.db.sql, "saga:"+d.prefix, d.prefix+"_migrations", []sqlstore.Migration{m}); err != nil {
 		return fmt.Errorf("saga: migrate %s: %w", d, err)
 	}
 	return nil
-}
-
-// sqlJournal records a durable coordinator's instances. Every write is
-// fenced by the lease: it changes nothing unless the instance's owner is
-// still the token of the claim that the write belongs to.
-type sqlJournal struct {
-	c  *Coordinator
-	db *sql.DB
-	d  Dialect
-}
-
-func (j *sqlJournal) committed() {
-	j.c.stats.commits.Add(1)
-	if f := j.c.cfg.afterCommit; f != nil {
-		f()
-	}
-}
-
-// token returns a new fencing token: the coordinator's name and a random
-// part, so that each claim of an instance, even by coordinators of one name,
-// has a token of its own.
-func (c *Coordinator) token() string {
-	var b [6]byte
-	rand.Read(b[:]) //nolint:errcheck // crypto/rand.Read does not fail
-	return c.cfg.owner + ":" + hex.EncodeToString(b[:])
-}
-
-// leaseErr turns the error of a write made after the lease was lost into
-// ErrLeaseLost.
-func leaseErr(ctx context.Context, err error) error {
-	if err != nil && errors.Is(context.Cause(ctx), ErrLeaseLost) {
-		return ErrLeaseLost
-	}
-	return err
-}
-
-// record runs, in one transaction, change (the instance's row) and the
-// upsert of writes (its steps' rows), and counts the commit.
-func (j *sqlJournal) record(ctx context.Context, in *instance, writes []write, change func(tx *sql.Tx) error) error {
-	tx, err := j.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
-	if err := change(tx); err != nil {
-		return err
-	}
-	if err := j.writeSteps(ctx, tx, in, writes); err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return err
-	}
-	j.committed()
-	return nil
-}
-
-func (j *sqlJournal) begin(ctx context.Context, in *instance, intents []write) error {
-	now := j.d.flavor.NowMicros()
-	// The deadline is on the database's clock, as the leases are, so that
-	// the coordinator that recovers the instance keeps it.
-	deadline, args := "0", []any{in.id, in.def.name, in.def.version, int(in.status), in.input}
-	if in.def.timeout > 0 {
-		deadline, args = now+" + ?", append(args, in.def.timeout.Microseconds())
-	}
-	insert := j.d.flavor.InsertIgnore(j.d.prefix+"_instances",
-		[]string{"id", "name", "version", "status", "input", "deadline_at", "owner", "lease_until", "next_attempt_at", "created_at", "updated_at"},
-		"?, ?, ?, ?, ?, "+deadline+", ?, "+now+" + ?, 0, "+now+", "+now)
-	return j.record(ctx, in, intents, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, insert, append(args, in.token, j.c.cfg.lease.Microseconds())...)
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			return ErrExists
-		}
-		return nil
-	})
-}
-
-func (j *sqlJournal) commit(ctx context.Context, in *instance, writes []write) error {
-	now := j.d.flavor.NowMicros()
-	cause := ""
-	if in.cause != nil {
-		cause = sqlstore.Text(in.cause.Error())
-	}
-	// An instance that ends gives up its lease in the same transaction.
-	end := in.status == Succeeded || in.status == Compensated
-	set := "owner = NULL, lease_until = 0, next_attempt_at = ?"
-	args := []any{int(in.status), in.failed, cause, int64(ended)}
-	if !end {
-		set = "lease_until = " + now + " + ?"
-		args = append(args[:3], j.c.cfg.lease.Microseconds())
-	}
-	err := j.record(ctx, in, writes, func(tx *sql.Tx) error {
-		return fenced(tx.ExecContext(ctx, j.d.q(`UPDATE {p}_instances SET status = ?, failed_step = ?, cause = ?, `+set+`,
-			updated_at = `+now+` WHERE id = ? AND owner = ?`), append(args, in.id, in.token)...))
-	})
-	if err != nil {
-		return leaseErr(ctx, err)
-	}
-	in.released = end
-	return nil
-}
-
-// fenced turns an update that changed no row into ErrLeaseLost.
-func fenced(res sql.Result, err error) error {
-	if err != nil {
-		return err
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return err
-	}
-	if n == 0 {
-		return ErrLeaseLost
-	}
-	return nil
-}
-
-// writeSteps upserts step rows.
-func (j *sqlJournal) writeSteps(ctx context.Context, tx *sql.Tx, in *instance, writes []write) error {
-	if len(writes) == 0 {
-		return nil
-	}
-	var b strings.Builder
-	b.WriteString("INSERT INTO " + j.d.prefix + "_steps (saga_id, step, phase, status, output, error, updated_at) VALUES ")
-	args := make([]any, 0, 6*len(writes))
-	now := j.d.flavor.NowMicros()
-	for k, w := range writes {
-		if k > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString("(?, ?, ?, ?, ?, ?, " + now + ")")
-		var errText any
-		if w.err != "" {
-			errText = sqlstore.Text(w.err)
-		}
-		args = append(args, in.id, in.def.steps[w.step].name, int(w.phase), int(w.status), w.output, errText)
-	}
-	switch j.d.flavor {
-	case sqlstore.MySQL:
-		b.WriteString(" ON DUPLICATE KEY UPDATE status = VALUES(status), output = VALUES(output), error = VALUES(error), updated_at = VALUES(updated_at)")
-	default:
-		b.WriteString(" ON CONFLICT (saga_id, step, phase) DO UPDATE SET status = excluded.status, output = excluded.output, error = excluded.error, updated_at = excluded.updated_at")
-	}
-	_, err := tx.ExecContext(ctx, j.d.flavor.Rebind(b.String()), args...)
-	return err
-}
-
-func (j *sqlJournal) setback(ctx context.Context, in *instance, writes []write, wait time.Duration, lastErr string) error {
-	now := j.d.flavor.NowMicros()
-	next, args := now+" + ?", []any{int(in.status), int(in.resume), in.attempts, wait.Microseconds()}
-	if in.status == Stuck {
-		next, args[3] = "?", int64(ended)
-	}
-	err := j.record(ctx, in, writes, func(tx *sql.Tx) error {
-		return fenced(tx.ExecContext(ctx, j.d.q(`UPDATE {p}_instances SET status = ?, resume_status = ?, attempts = ?,
-			next_attempt_at = `+next+`, last_error = ?, owner = NULL, lease_until = 0, updated_at = `+now+`
-			WHERE id = ? AND owner = ?`), append(args, sqlstore.Text(lastErr), in.id, in.token)...))
-	})
-	if err != nil {
-		return leaseErr(ctx, err)
-	}
-	in.released = true
-	return nil
-}
-
-func (j *sqlJournal) release(ctx context.Context, in *instance) {
-	if in.released {
-		return
-	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	_, err := j.db.ExecContext(ctx, j.d.q(`UPDATE {p}_instances SET owner = NULL, lease_until = 0 WHERE id = ? AND owner = ?`),
-		in.id, in.token)
-	if err != nil {
-		j.c.emit(Event{Kind: StoreError, SagaID: in.id, Err: err})
-	}
-	in.released = true
-}
-
-func (j *sqlJournal) renew(ctx context.Context, in *instance) error {
-	res, err := j.db.ExecContext(ctx, j.d.q(`UPDATE {p}_instances SET lease_until = `+j.d.flavor.NowMicros()+` + ?
-		WHERE id = ? AND owner = ?`), j.c.cfg.lease.Microseconds(), in.id, in.token)
-	return fenced(res, err)
 }

@@ -17,6 +17,9 @@
 // Every database a test gets is new and empty (a schema on PostgreSQL, a
 // database on MySQL, a file on SQLite), so tests run in parallel, and it is
 // dropped when the test ends.
+//
+// [StartChild] runs a test of the same binary in a process of its own, which
+// a test may stop, continue or kill, as an operating system would.
 package servicetest
 
 import (
@@ -120,7 +123,7 @@ func Postgres(t testing.TB) *DB {
 	base := Lookup(t, PostgresDSNVar)
 	admin := open(t, "pgx", base)
 	schema := UniqueName(t)
-	exec(t, admin, "CREATE SCHEMA "+schema)
+	mustExec(t, admin, "CREATE SCHEMA "+schema)
 	t.Cleanup(func() { drop(t, admin, "DROP SCHEMA "+schema+" CASCADE") })
 	dsn, err := withPostgresParam(base, "search_path", schema)
 	if err != nil {
@@ -141,7 +144,7 @@ func MySQL(t testing.TB) *DB {
 	}
 	admin := open(t, "mysql", base)
 	name := UniqueName(t)
-	exec(t, admin, "CREATE DATABASE "+name)
+	mustExec(t, admin, "CREATE DATABASE "+name)
 	t.Cleanup(func() { drop(t, admin, "DROP DATABASE "+name) })
 	cfg.DBName = name
 	cfg.ParseTime = true
@@ -177,7 +180,7 @@ func open(t testing.TB, driver, dsn string) *sql.DB {
 	return db
 }
 
-func exec(t testing.TB, db *sql.DB, query string) {
+func mustExec(t testing.TB, db *sql.DB, query string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
 	defer cancel()

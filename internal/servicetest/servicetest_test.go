@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -227,4 +228,35 @@ func TestProxyCutDropsWhatPauseKept(t *testing.T) {
 	p.Cut()
 	got, _ := io.ReadAll(conn) // ends when the proxy closes the connection
 	assert.Empty(t, got, "nothing kept during the pause gets out after the cut")
+}
+
+// TestTickingChild counts in its output until it is killed; it runs only as
+// TestChildStopsAndContinues's child.
+func TestTickingChild(t *testing.T) {
+	if !servicetest.IsChild(t) {
+		t.Skip("runs only as the child of TestChildStopsAndContinues")
+	}
+	for i := 0; ; i++ {
+		fmt.Println("tick", i)
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// A stopped child writes nothing until it is continued, and then goes on.
+func TestChildStopsAndContinues(t *testing.T) {
+	child := servicetest.StartChild(t, "TestTickingChild")
+	require.Eventually(t, func() bool { return strings.Contains(child.Output(), "tick 10\n") }, time.Minute, time.Millisecond)
+	child.Stop(t)
+	stopped := child.Output()
+	time.Sleep(50 * time.Millisecond) // a child that still ran would tick about 50 times
+	assert.Equal(t, stopped, child.Output(), "a stopped child wrote")
+	child.Continue()
+	require.Eventually(t, func() bool { return len(child.Output()) > len(stopped) }, time.Minute, time.Millisecond,
+		"a continued child goes on")
+	child.Kill()
+	select {
+	case <-child.Done():
+	default:
+		t.Fatal("a killed child has not ended")
+	}
 }

@@ -6,7 +6,7 @@ import (
 	"github.com/resilience-go/resilience/internal/sqlstore"
 )
 
-func ExampleFlavor_Rebind() {
+func ExampleDialect() {
 	q := "UPDATE outbox SET lease_until = ? WHERE id IN (" + sqlstore.Marks(3) + ")"
 	fmt.Println(sqlstore.Postgres.Rebind(q))
 	fmt.Println(sqlstore.MySQL.Rebind(q))
@@ -15,9 +15,9 @@ func ExampleFlavor_Rebind() {
 	// UPDATE outbox SET lease_until = ? WHERE id IN (?, ?, ?)
 }
 
-func ExampleFlavor_InsertIgnore() {
-	for _, f := range []sqlstore.Flavor{sqlstore.Postgres, sqlstore.MySQL, sqlstore.SQLite} {
-		fmt.Println(f.InsertIgnore("inbox", []string{"consumer", "message_id"}, "?, ?"))
+func ExampleDialect_insertIgnore() {
+	for _, d := range sqlstore.Dialects {
+		fmt.Println(d.InsertIgnore("inbox", []string{"consumer", "message_id"}, "?, ?"))
 	}
 	// Output:
 	// INSERT INTO inbox (consumer, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING

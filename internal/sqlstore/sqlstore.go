@@ -1,79 +1,26 @@
-// Package sqlstore holds what the outbox and saga packages share about SQL
-// databases: the three flavours they run on, placeholders, the database's
-// clock, identifier checks, reading a column, storable error text, and
-// versioned migrations applied under a lock.
+// Package sqlstore holds what the outbox, saga and eventstore packages
+// share about SQL databases: a [Dialect] per database with everything that
+// differs between them (placeholders, the clock, inserts that ignore or
+// update a row that exists, bounded deletes, claims that skip locked rows,
+// the migration lock, how a server says what it is), and what does not
+// differ: identifier checks, reading a column, storable error text, IDs,
+// and versioned migrations applied under a lock.
 package sqlstore
 
 import (
 	"context"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"math/rand/v2"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
-
-// Flavor is a kind of SQL database.
-type Flavor uint8
-
-// The flavours. The zero Flavor is none of them.
-const (
-	Postgres Flavor = iota + 1
-	MySQL           // MySQL 8 and MariaDB 10.6 or later
-	SQLite
-)
-
-func (f Flavor) String() string {
-	switch f {
-	case Postgres:
-		return "postgres"
-	case MySQL:
-		return "mysql"
-	case SQLite:
-		return "sqlite"
-	}
-	return "Flavor(" + strconv.Itoa(int(f)) + ")"
-}
-
-// Rebind rewrites the ? placeholders of q as $1, $2, ... for PostgreSQL, and
-// returns q unchanged for the others. q must not hold a ? inside a literal.
-func (f Flavor) Rebind(q string) string {
-	if f != Postgres || !strings.Contains(q, "?") {
-		return q
-	}
-	var b strings.Builder
-	b.Grow(len(q) + 16)
-	n := 0
-	for i := range len(q) {
-		if q[i] == '?' {
-			n++
-			b.WriteByte('$')
-			b.WriteString(strconv.Itoa(n))
-			continue
-		}
-		b.WriteByte(q[i])
-	}
-	return b.String()
-}
-
-// NowMicros returns an SQL expression for the database's clock, in
-// microseconds since the Unix epoch, as a 64-bit integer: the time the
-// statement started on PostgreSQL (stable within it, so an index can serve
-// a condition on it), UTC whatever the session's time zone on MySQL, and
-// millisecond resolution on SQLite (3.42 or later).
-func (f Flavor) NowMicros() string {
-	switch f {
-	case Postgres:
-		return "(EXTRACT(EPOCH FROM statement_timestamp()) * 1000000)::BIGINT"
-	case MySQL:
-		return "TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6))"
-	}
-	return "CAST(unixepoch('subsec') * 1000000 AS INTEGER)"
-}
 
 // Marks returns n comma-separated placeholders: "?, ?, ?".
 func Marks(n int) string {
@@ -83,20 +30,51 @@ func Marks(n int) string {
 	return strings.Repeat("?, ", n-1) + "?"
 }
 
-var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,47}(\.[A-Za-z_][A-Za-z0-9_]{0,47})?$`)
+var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$`)
 
 // ErrBadIdentifier is matched by the error of CheckIdent.
 var ErrBadIdentifier = errors.New("not a valid SQL identifier")
 
 // CheckIdent reports an error unless name is a plain SQL identifier, or two
 // joined by a dot (schema.table): letters, digits and underscores, not
-// starting with a digit, at most 48 characters each, so that a table name
-// built from it cannot carry SQL.
+// starting with a digit, so that a table name built from it cannot carry
+// SQL. How long it may be depends on the database: see
+// [Dialect.CheckLength].
 func CheckIdent(name string) error {
 	if !identRE.MatchString(name) {
 		return fmt.Errorf("%q: %w", name, ErrBadIdentifier)
 	}
 	return nil
+}
+
+// ErrTooLong is matched by the error of CheckLength.
+var ErrTooLong = errors.New("identifier too long")
+
+// CheckLength reports an error unless each part of name (schema.name) fits
+// d's identifiers, once the longest suffix the caller adds to its last part
+// (suffix bytes: "_migrations", an index name's) is added.
+func (d *Dialect) CheckLength(name string, suffix int) error {
+	schema, last, ok := strings.Cut(name, ".")
+	if !ok {
+		schema, last = "", name
+	}
+	if len(schema) > d.MaxIdent {
+		return fmt.Errorf("%q: schema of %d bytes, at most %d on %s: %w", name, len(schema), d.MaxIdent, d.Name, ErrTooLong)
+	}
+	if max := d.MaxIdent - suffix; len(last) > max {
+		return fmt.Errorf("%q: %d bytes, at most %d on %s: %w", name, len(last), max, d.Name, ErrTooLong)
+	}
+	return nil
+}
+
+// CheckTable reports an error unless table is a plain identifier, or
+// schema.identifier, that fits d's identifiers once suffix bytes are added
+// to it: what a store checks of the table name it is given.
+func (d *Dialect) CheckTable(table string, suffix int) error {
+	if err := CheckIdent(table); err != nil {
+		return err
+	}
+	return d.CheckLength(table, suffix)
 }
 
 // Migration is one version of a schema: statements applied in order.
@@ -105,13 +83,29 @@ type Migration struct {
 	Statements []string
 }
 
+// Fill returns the migrations ms for the tables named after table: in
+// their statements, {t} stands for table and {n} for its name without a
+// schema, which index names (that may not carry a schema) start with.
+func Fill(ms []Migration, table string) []Migration {
+	name := table[strings.LastIndexByte(table, '.')+1:]
+	fill := strings.NewReplacer("{t}", table, "{n}", name)
+	filled := make([]Migration, 0, len(ms))
+	for _, m := range ms {
+		f := Migration{Version: m.Version}
+		for _, st := range m.Statements {
+			f.Statements = append(f.Statements, fill.Replace(st))
+		}
+		filled = append(filled, f)
+	}
+	return filled
+}
+
 // Migrate applies to db the migrations whose version is not recorded in
-// versionTable, in order, each recorded once applied, under a lock named
-// lockName so that processes that migrate at once do not collide. On
-// PostgreSQL and SQLite each version is applied in one transaction; MySQL
-// commits DDL statement by statement. Every statement must be safe to
-// repeat (CREATE ... IF NOT EXISTS, INSERT ignoring duplicates).
-func Migrate(ctx context.Context, db *sql.DB, f Flavor, lockName, versionTable string, migrations []Migration) error {
+// versionTable, in order, each recorded once applied, under d's lock named
+// lockName so that processes that migrate at once do not collide (see
+// [Dialect.Apply]). Every statement must be safe to repeat (CREATE ... IF
+// NOT EXISTS, INSERT ignoring duplicates).
+func Migrate(ctx context.Context, db *sql.DB, d *Dialect, lockName, versionTable string, migrations []Migration) error {
 	if err := CheckIdent(versionTable); err != nil {
 		return err
 	}
@@ -120,7 +114,7 @@ func Migrate(ctx context.Context, db *sql.DB, f Flavor, lockName, versionTable s
 		return err
 	}
 	defer conn.Close()
-	unlock, err := lock(ctx, conn, f, lockName)
+	unlock, err := d.Lock(ctx, conn, lockName)
 	if err != nil {
 		return fmt.Errorf("lock %s: %w", lockName, err)
 	}
@@ -138,64 +132,14 @@ func Migrate(ctx context.Context, db *sql.DB, f Flavor, lockName, versionTable s
 		if slices.Contains(applied, m.Version) {
 			continue
 		}
-		if err := apply(ctx, conn, f, versionTable, m); err != nil {
+		// Ignoring a version already recorded makes a migration that raced
+		// with another one harmless: every statement is safe to repeat.
+		record := d.InsertIgnore(versionTable, []string{"version", "applied_at"}, "?, "+d.Now)
+		if err := d.Apply(ctx, conn, m, record); err != nil {
 			return fmt.Errorf("migration %d: %w", m.Version, err)
 		}
 	}
 	return nil
-}
-
-func apply(ctx context.Context, conn *sql.Conn, f Flavor, versionTable string, m Migration) error {
-	// Ignoring a version already recorded makes a migration that raced with
-	// another one harmless: every statement is safe to repeat.
-	record := f.InsertIgnore(versionTable, []string{"version", "applied_at"}, "?, "+f.NowMicros())
-	if f == MySQL {
-		for _, st := range m.Statements {
-			if _, err := conn.ExecContext(ctx, st); err != nil {
-				return err
-			}
-		}
-		_, err := conn.ExecContext(ctx, record, m.Version)
-		return err
-	}
-	tx, err := conn.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
-	for _, st := range m.Statements {
-		if _, err := tx.ExecContext(ctx, st); err != nil {
-			return err
-		}
-	}
-	if _, err := tx.ExecContext(ctx, record, m.Version); err != nil {
-		return err
-	}
-	return tx.Commit()
-}
-
-// lock takes a lock named name, held on conn until unlock is called:
-// PostgreSQL's session advisory lock or MySQL's GET_LOCK. SQLite takes none:
-// it has one writer, and its statements are safe to repeat.
-func lock(ctx context.Context, conn *sql.Conn, f Flavor, name string) (unlock func(), err error) {
-	switch f {
-	case Postgres:
-		key := int64(Hash32(name))
-		if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock($1)", key); err != nil {
-			return nil, err
-		}
-		return func() { conn.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", key) }, nil //nolint:errcheck // the session ends the lock anyway
-	case MySQL:
-		var got sql.NullInt64
-		if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK(?, 60)", name).Scan(&got); err != nil {
-			return nil, err
-		}
-		if got.Int64 != 1 {
-			return nil, errors.New("GET_LOCK timed out")
-		}
-		return func() { conn.ExecContext(context.WithoutCancel(ctx), "SELECT RELEASE_LOCK(?)", name) }, nil //nolint:errcheck // the session ends the lock anyway
-	}
-	return func() {}, nil
 }
 
 // Querier is what Column queries through: a *sql.DB, *sql.Tx or *sql.Conn.
@@ -230,37 +174,11 @@ func Args[T any](s []T) []any {
 	return out
 }
 
-// DeleteFirst returns the statement that deletes the first limit rows of
-// table, in orderBy's order, of those that where selects; key lists the
-// columns that identify a row. MySQL deletes with ORDER BY and LIMIT; the
-// others, which cannot, delete the keys a subquery selects.
-func (f Flavor) DeleteFirst(table, key, where, orderBy string, limit int) string {
-	first := " WHERE " + where + " ORDER BY " + orderBy + " LIMIT " + strconv.Itoa(limit)
-	if f == MySQL {
-		return "DELETE FROM " + table + first
-	}
-	return "DELETE FROM " + table + " WHERE (" + key + ") IN (SELECT " + key + " FROM " + table + first + ")"
-}
-
 // Hash32 is the FNV-1a hash of s.
 func Hash32(s string) uint32 {
 	h := fnv.New32a()
 	h.Write([]byte(s)) //nolint:errcheck // a hash does not fail
 	return h.Sum32()
-}
-
-// InsertIgnore returns the statement that inserts one row into table, and
-// does nothing when it would break a unique key: ON CONFLICT DO NOTHING,
-// INSERT IGNORE or INSERT OR IGNORE.
-func (f Flavor) InsertIgnore(table string, columns []string, values string) string {
-	cols := strings.Join(columns, ", ")
-	switch f {
-	case MySQL:
-		return "INSERT IGNORE INTO " + table + " (" + cols + ") VALUES (" + values + ")"
-	case SQLite:
-		return "INSERT OR IGNORE INTO " + table + " (" + cols + ") VALUES (" + values + ")"
-	}
-	return f.Rebind("INSERT INTO " + table + " (" + cols + ") VALUES (" + values + ") ON CONFLICT DO NOTHING")
 }
 
 // MaxText is how much of an error's text (or an operator's note) the stores
@@ -280,4 +198,35 @@ func Text(s string) string {
 		n--
 	}
 	return s[:n]
+}
+
+// UUIDv7 returns a new UUID of version 7: 48 bits of Unix milliseconds,
+// then random bits, so that IDs sort roughly by time: the ID the stores give a message
+// or an event that has none.
+func UUIDv7() string {
+	var u [16]byte
+	ms := uint64(time.Now().UnixMilli())
+	for i := range 6 {
+		u[i] = byte(ms >> (40 - 8*i))
+	}
+	r1, r2 := rand.Uint64(), rand.Uint64()
+	for i := range 5 {
+		u[6+i] = byte(r1 >> (8 * i))
+	}
+	for i := range 5 {
+		u[11+i] = byte(r2 >> (8 * i))
+	}
+	u[6] = 0x70 | u[6]&0x0f // version 7
+	u[8] = 0x80 | u[8]&0x3f // RFC 9562 variant
+	var s [36]byte
+	hex.Encode(s[0:8], u[0:4])
+	s[8] = '-'
+	hex.Encode(s[9:13], u[4:6])
+	s[13] = '-'
+	hex.Encode(s[14:18], u[6:8])
+	s[18] = '-'
+	hex.Encode(s[19:23], u[8:10])
+	s[23] = '-'
+	hex.Encode(s[24:36], u[10:16])
+	return string(s[:])
 }
