@@ -4,18 +4,18 @@
 // is the [outbox.Waker] that a relay takes with [outbox.WithWaker].
 //
 //	// Writers: Enqueue notifies the channel in the caller's transaction.
-//	d := outbox.Postgres.WithNotify("outbox")
-//	err := outbox.Enqueue(ctx, tx, d, msg)
+//	orders := outbox.New(db, outbox.Postgres.WithNotify("outbox"))
+//	err := orders.Enqueue(ctx, tx, msg)
 //
 //	// Relays, in any process: LISTEN on the same channel.
 //	w, err := pgnotify.New(os.Getenv("DATABASE_URL"), "outbox")
 //	defer w.Close(context.Background())
-//	relay := outbox.NewRelay(db, d, pub, outbox.WithWaker(w))
+//	relay := orders.NewRelay(pub, outbox.WithWaker(w))
 //	err = relay.Run(ctx)
 //
 // # Wakeups
 //
-// [outbox.Dialect.WithNotify] makes Enqueue run pg_notify in the transaction that
+// [outbox.Dialect.WithNotify] makes [outbox.Outbox.Enqueue] run pg_notify in the transaction that
 // writes the messages, so the notification is sent when it commits, and
 // never for a transaction that rolls back. [Waker.Wait] returns nil when a
 // notification comes; notifications that reach the connection together make
@@ -34,7 +34,8 @@
 // listener that is not connected) and the relay should look for what they
 // announced. The relay also goes on polling, so a Waker that cannot connect
 // delays messages by at most the poll interval, and its errors reach the
-// relay's [outbox.WithOnEvent] as [outbox.Error] events.
+// relay's [outbox.WithObserver] as [github.com/resilience-go/resilience.Error]
+// events.
 //
 // # Goroutines
 //

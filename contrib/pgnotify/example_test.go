@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib" // registers "pgx"
 
+	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/contrib/pgnotify"
 	"github.com/resilience-go/resilience/outbox"
 )
@@ -42,12 +43,12 @@ func ExampleNew() {
 		log.Printf("%s %s", m.Topic, m.ID)
 		return nil
 	})
-	relay := outbox.NewRelay(db, d, publish, outbox.WithWaker(w), outbox.WithPollInterval(time.Minute),
-		outbox.WithOnEvent(func(e outbox.Event) {
-			if e.Kind == outbox.Error {
+	relay := outbox.New(db, d).NewRelay(publish, outbox.WithWaker(w), outbox.WithPollInterval(time.Minute),
+		outbox.WithObserver(resilience.ObserverFunc(func(_ context.Context, e resilience.Event) {
+			if e.Kind == resilience.Error {
 				log.Print(e.Err) // such as "outbox: waker: pgnotify: connect: ..."
 			}
-		}))
+		})))
 	if err := relay.Run(ctx); err != nil {
 		log.Fatal(err)
 	}

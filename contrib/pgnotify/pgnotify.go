@@ -25,7 +25,8 @@ var channelRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,47}$`)
 // commits, in any process: it is an [outbox.Waker] that LISTENs on the
 // PostgreSQL channel of [outbox.Dialect.WithNotify]. Make one with [New] or
 // [NewFromConfig], give it to the relay with [outbox.WithWaker], and Close
-// it once the relay's Run has returned. The zero value is not usable.
+// it once the relay's Run has returned. The zero value is not usable: its
+// methods panic.
 //
 // A Waker holds one connection of its own, which the first Wait opens.
 // Wait is meant for one caller at a time, as the relay calls it from one
@@ -104,6 +105,13 @@ func newWaker(cfg *pgx.ConnConfig, channel string) *Waker {
 	return w
 }
 
+// mustBeMade panics if w is the zero Waker.
+func (w *Waker) mustBeMade() {
+	if w.sem == nil {
+		panic("pgnotify: zero Waker; use New or NewFromConfig")
+	}
+}
+
 // onNotification runs inside the connection's calls, on the goroutine that
 // holds sem.
 func (w *Waker) onNotification(c *pgconn.PgConn, n *pgconn.Notification) {
@@ -135,6 +143,7 @@ func (w *Waker) onNotification(c *pgconn.PgConn, n *pgconn.Notification) {
 // after some minutes; meanwhile the relay polls. After Close, Wait returns
 // [ErrClosed].
 func (w *Waker) Wait(ctx context.Context) error {
+	w.mustBeMade()
 	select {
 	case w.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -263,6 +272,7 @@ func discard(ctx context.Context, conn *pgx.Conn) error {
 // second Close returns nil. Close the Waker after the relay's Run has
 // returned: a relay whose Waker is closed reports an error each second.
 func (w *Waker) Close(ctx context.Context) error {
+	w.mustBeMade()
 	w.mu.Lock()
 	w.closed = true
 	stop := w.stop

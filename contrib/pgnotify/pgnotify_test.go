@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/contrib/pgnotify"
 	"github.com/resilience-go/resilience/internal/servicetest"
 	"github.com/resilience-go/resilience/outbox"
@@ -228,15 +229,10 @@ func TestRelayWakesOnCommit(t *testing.T) {
 	ctx := context.Background()
 	channel := channelName(t)
 	writer := outbox.Postgres.WithNotify(channel)
-	require.NoError(t, outbox.Migrate(ctx, db.DB, writer))
+	require.NoError(t, outbox.New(db.DB, writer).Migrate(ctx))
 
-	// Enqueue wakes the relays of its own process that serve the same table
-	// name; this relay names the table with its schema, so that it hears of
-	// the commit only through PostgreSQL.
-	var schema string
-	require.NoError(t, db.QueryRowContext(ctx, "SELECT current_schema()").Scan(&schema))
-	reader, err := outbox.Postgres.WithTable(schema + ".outbox_messages")
-	require.NoError(t, err)
+	// Enqueue wakes the relays of its own Outbox; this relay is another's,
+	// so that it hears of the commit only through PostgreSQL.
 	cfg, err := pgx.ParseConfig(db.DSN)
 	require.NoError(t, err)
 	claimed := make(chan struct{}, 16)
@@ -255,14 +251,14 @@ func TestRelayWakesOnCommit(t *testing.T) {
 	})
 	var (
 		mu     sync.Mutex
-		events []outbox.Event
+		events []resilience.EventKind
 	)
-	relay := outbox.NewRelay(relayDB, reader, pub, outbox.WithPollInterval(time.Hour), outbox.WithWaker(waker),
-		outbox.WithOnEvent(func(e outbox.Event) {
+	relay := outbox.New(relayDB, outbox.Postgres).NewRelay(pub, outbox.WithPollInterval(time.Hour), outbox.WithWaker(waker),
+		outbox.WithObserver(resilience.ObserverFunc(func(_ context.Context, e resilience.Event) {
 			mu.Lock()
-			events = append(events, e)
+			events = append(events, e.Kind)
 			mu.Unlock()
-		}))
+		})))
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- relay.Run(runCtx) }()
@@ -279,7 +275,7 @@ func TestRelayWakesOnCommit(t *testing.T) {
 
 	tx, err := db.BeginTx(ctx, nil)
 	require.NoError(t, err)
-	require.NoError(t, outbox.Enqueue(ctx, tx, writer, outbox.Message{ID: "order-42-created", Topic: "orders.created", Key: "order-42"}))
+	require.NoError(t, outbox.New(db.DB, writer).Enqueue(ctx, tx, outbox.Message{ID: "order-42-created", Topic: "orders.created", Key: "order-42"}))
 	require.NoError(t, tx.Commit())
 
 	m := receive(t, published, "message published")
@@ -287,7 +283,7 @@ func TestRelayWakesOnCommit(t *testing.T) {
 	require.NoError(t, finish(), "Run")
 	mu.Lock()
 	defer mu.Unlock()
-	assert.Equal(t, []outbox.Event{{Kind: outbox.Published, Count: 1}}, events, "no errors, one message published")
+	assert.Equal(t, []resilience.EventKind{resilience.Success}, events, "no errors, one message published")
 }
 
 func TestReconnectsAfterConnectionLoss(t *testing.T) {
@@ -501,4 +497,12 @@ func TestNewFromConfigPanics(t *testing.T) {
 	assert.PanicsWithValue(t,
 		`pgnotify: NewFromConfig: channel "out-box": want an identifier: 1 to 48 letters, digits and underscores, not starting with a digit`,
 		func() { pgnotify.NewFromConfig(cfg, "out-box") })
+}
+
+func TestZeroWakerPanics(t *testing.T) {
+	t.Parallel()
+	var w pgnotify.Waker
+	const want = "pgnotify: zero Waker; use New or NewFromConfig"
+	assert.PanicsWithValue(t, want, func() { _ = w.Wait(context.Background()) })
+	assert.PanicsWithValue(t, want, func() { _ = w.Close(context.Background()) })
 }

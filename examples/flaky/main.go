@@ -1,20 +1,41 @@
-// Command flaky calls an unreliable HTTP backend, first bare and then through
-// a chain of resilience policies, and prints what each way got.
+// Command flaky calls an unreliable HTTP backend with two clients, one bare
+// and one through resilience policies, and prints a table of what each got.
 //
-// The backend runs in the same process, on loopback. It fails a share of
-// requests with 500, stalls another share for longer than the client will
-// wait, and now and then answers 503 with a Retry-After header. The
-// resilient client wraps each call in
+// The backend runs in the same process, on loopback. It draws each answer at
+// random, from a seeded generator (-seed): a share of the requests (-fail,
+// 25%) gets a 500, a share (-unavailable, 3%) a 503 with a Retry-After header
+// (-retry-after, 1s), a share (-stall, 5%) stalls for -stall-for (800ms)
+// before its 200, and the rest get a 200 at once.
 //
-//	Chain(fallback, retry, circuitbreaker, timeout)
+// Each client makes -n calls (300), -workers (16) at a time, each call under
+// a deadline of its own (-deadline, 2s). The bare client sends one request a
+// call. The resilient client makes each call with
 //
-// so that a stalled request is cut short, failures are retried within a
-// budget and the caller's deadline, a dependency that fails too often is
-// left alone for a while, and whatever still fails is answered by a
-// fallback. The retry budget lets retries add a fifth to the calls made:
-// past that, a call that failed is answered by the fallback rather than
-// retried, which is what keeps a struggling backend from drowning in
-// retries.
+//	policy := resilience.Chain(retry.New(...), circuitbreaker.New(...), timeout.New(...))
+//	source, err := fallback.Do(ctx, policy, fromBackend, fromCache)
+//
+// which applies, outermost first:
+//
+//   - the fallback answers whatever still fails with a value of its own
+//     (from the cache, as it were), which the table counts as a fallback;
+//   - the retrier makes up to 3 attempts, waiting FullJitter(10ms, 200ms)
+//     between them, or as long as a 503's Retry-After says when that ends
+//     before the deadline, and draws its retries from its default budget: a
+//     fifth of the calls made plus 10 a second, past which a failed call
+//     goes to the fallback instead of being retried, so that the retries
+//     cannot drown a struggling backend;
+//   - the circuit breaker, with its default rule, opens when at least half
+//     of the last 100 attempts failed (once it has seen 20), and then
+//     refuses attempts for 200ms, doubling on each re-open up to 1s;
+//   - the timeout ends each attempt after -attempt-timeout (100ms), so that a
+//     stalled request is cut short and tried again.
+//
+// The table has a row per client: the calls it made; how many succeeded,
+// failed, or were answered by the fallback; the HTTP requests it sent
+// (attempts); and the 50th and 99th percentiles of a call's latency. The bare
+// client fails every call that got a 500 or a 503 and waits out every stall;
+// the resilient one fails none, sends more requests than it makes calls,
+// within its budget, and cuts the stalls short.
 //
 //	go run ./examples/flaky -n 400 -fail 0.3
 package main

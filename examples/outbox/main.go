@@ -115,7 +115,8 @@ func run(ctx context.Context, cfg config, out io.Writer) (report, error) {
 		return rep, err
 	}
 	defer done()
-	if err := outbox.Migrate(ctx, db, d); err != nil {
+	orders := outbox.New(db, d)
+	if err := orders.Migrate(ctx); err != nil {
 		return rep, err
 	}
 	if _, err := db.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS orders (id VARCHAR(32) PRIMARY KEY, total INTEGER NOT NULL)"); err != nil {
@@ -126,7 +127,7 @@ func run(ctx context.Context, cfg config, out io.Writer) (report, error) {
 	}
 
 	// The consumer: an inbox in its own transaction drops redeliveries.
-	inbox := outbox.NewInbox(d, fmt.Sprint("shipping-", cfg.seed, "-", time.Now().UnixNano()))
+	inbox := orders.NewInbox(fmt.Sprint("shipping-", cfg.seed, "-", time.Now().UnixNano()))
 	var mu sync.Mutex
 	lastStep := map[string]int{}
 	consume := func(m outbox.Message) {
@@ -167,7 +168,7 @@ func run(ctx context.Context, cfg config, out io.Writer) (report, error) {
 	var relays sync.WaitGroup
 	defer func() { stop(); relays.Wait() }()
 	for range cfg.relays {
-		relay := outbox.NewRelay(db, d, pub, opts...)
+		relay := orders.NewRelay(pub, opts...)
 		relays.Go(func() { relay.Run(rctx) }) //nolint:errcheck // Run returns nil when stopped
 	}
 
@@ -183,7 +184,7 @@ func run(ctx context.Context, cfg config, out io.Writer) (report, error) {
 			tx.Rollback() //nolint:errcheck // the error that matters is err
 			return rep, err
 		}
-		err = outbox.Enqueue(ctx, tx, d,
+		err = orders.Enqueue(ctx, tx,
 			outbox.Message{Topic: "orders.created", Key: id, Payload: []byte("1 created")},
 			outbox.Message{Topic: "orders.paid", Key: id, Payload: []byte("2 paid")})
 		if err != nil {
@@ -206,7 +207,7 @@ func run(ctx context.Context, cfg config, out io.Writer) (report, error) {
 
 	// Wait for the backlog to drain, then stop the relays.
 	for {
-		b, err := outbox.ReadBacklog(ctx, db, d)
+		b, err := orders.Backlog(ctx)
 		if err != nil {
 			return rep, err
 		}

@@ -2,7 +2,9 @@ package natsoutbox_test
 
 import (
 	"context"
+	"fmt"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -10,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
-	natsoutbox "github.com/resilience-go/resilience/contrib/nats"
+	"github.com/resilience-go/resilience/contrib/natsoutbox"
 	"github.com/resilience-go/resilience/internal/servicetest"
 	"github.com/resilience-go/resilience/outbox"
 )
@@ -88,8 +90,8 @@ func BenchmarkRelayPostgresToJetStream(b *testing.B) {
 	_, js := connect(b)
 	_, name := newStream(b, js, fileStream)
 	ctx := context.Background()
-	require.NoError(b, outbox.Migrate(ctx, db.DB, outbox.Postgres))
-	relay := outbox.NewRelay(db.DB, outbox.Postgres, natsoutbox.New(js), outbox.WithBatchSize(500))
+	require.NoError(b, outbox.New(db.DB, outbox.Postgres).Migrate(ctx))
+	relay := outbox.New(db.DB, outbox.Postgres).NewRelay(natsoutbox.New(js), outbox.WithBatchSize(500))
 	const n = 20_000
 	var elapsed time.Duration
 	b.ReportAllocs()
@@ -104,6 +106,57 @@ func BenchmarkRelayPostgresToJetStream(b *testing.B) {
 		elapsed += time.Since(start)
 	}
 	b.ReportMetric(float64(b.N*n)/elapsed.Seconds(), "msgs/s")
+}
+
+// BenchmarkRunPostgresToJetStream measures running relays with default
+// settings, one and two, from an outbox in PostgreSQL to a file stream:
+// each round enqueues 20,000 messages (untimed), then times the relays'
+// Run until the stream holds them all.
+func BenchmarkRunPostgresToJetStream(b *testing.B) {
+	for _, relays := range []int{1, 2} {
+		b.Run(fmt.Sprintf("relays=%d", relays), func(b *testing.B) {
+			db := servicetest.Postgres(b)
+			_, js := connect(b)
+			stream, name := newStream(b, js, fileStream)
+			ctx := context.Background()
+			orders := outbox.New(db.DB, outbox.Postgres)
+			require.NoError(b, orders.Migrate(ctx))
+			const n = 20_000
+			var elapsed time.Duration
+			stored := uint64(0)
+			for b.Loop() {
+				b.StopTimer()
+				enqueue(b, db.DB, name+".orders", n)
+				rctx, cancel := context.WithCancel(ctx)
+				var wg sync.WaitGroup
+				b.StartTimer()
+				start := time.Now()
+				for range relays {
+					relay := orders.NewRelay(natsoutbox.New(js))
+					wg.Go(func() {
+						if err := relay.Run(rctx); err != nil {
+							b.Error(err)
+						}
+					})
+				}
+				stored += n
+				for {
+					info, err := stream.Info(ctx)
+					require.NoError(b, err)
+					if info.State.Msgs >= stored {
+						break
+					}
+					time.Sleep(time.Millisecond)
+				}
+				elapsed += time.Since(start)
+				b.StopTimer()
+				cancel()
+				wg.Wait()
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(b.N*n)/elapsed.Seconds(), "msgs/s")
+		})
+	}
 }
 
 // BenchmarkAckError reads a PubAck as the server sends it, through

@@ -28,8 +28,8 @@ var ErrNotConnected = errors.New("natsoutbox: not connected")
 
 // Publisher publishes the messages of an [outbox.Relay] to NATS JetStream:
 // it is an [outbox.Publisher]. Make one with [New]; the zero value is not
-// usable. It is safe for concurrent use: each call to [Publisher.Publish]
-// waits for its own acknowledgements.
+// usable: its methods panic. It is safe for concurrent use: each call to
+// [Publisher.Publish] waits for its own acknowledgements.
 type Publisher struct {
 	nc     *nats.Conn
 	cfg    config
@@ -39,13 +39,19 @@ type Publisher struct {
 var _ outbox.Publisher = (*Publisher)(nil)
 
 // New returns a Publisher that publishes through the connection of js,
-// configured by opts. It panics if js or its connection is nil.
+// configured by opts. It panics if js, its connection or an option is nil.
 func New(js jetstream.JetStream, opts ...Option) *Publisher {
-	if js == nil || js.Conn() == nil {
-		panic("natsoutbox: New: nil JetStream or connection")
+	if js == nil {
+		panic("natsoutbox: New: nil JetStream")
+	}
+	if js.Conn() == nil {
+		panic("natsoutbox: New: nil js.Conn()")
 	}
 	cfg := defaultConfig()
 	for _, o := range opts {
+		if o == nil {
+			panic("natsoutbox: New: nil Option")
+		}
 		o.apply(&cfg)
 	}
 	p := &Publisher{nc: js.Conn(), cfg: cfg}
@@ -123,6 +129,9 @@ func NewMsg(subject string, m outbox.Message) *nats.Msg {
 // goroutine, and its subscription to the acknowledgements ends before it
 // returns, so that none is left pending.
 func (p *Publisher) Publish(ctx context.Context, msgs []outbox.Message) []error {
+	if p.nc == nil {
+		panic("natsoutbox: zero Publisher; use New")
+	}
 	if len(msgs) == 0 {
 		return nil
 	}
@@ -285,7 +294,8 @@ type pubAckResponse struct {
 	Stream string              `json:"stream"`
 }
 
-// ackError returns nil if r acknowledges a message, or why it does not.
+// ackError returns nil if r acknowledges a message, or why it does not,
+// without the package's prefix, which the error that wraps it has.
 func ackError(r *nats.Msg) error {
 	if len(r.Data) == 0 {
 		switch status := r.Header.Get("Status"); status {
@@ -293,7 +303,7 @@ func ackError(r *nats.Msg) error {
 			return jetstream.ErrNoStreamResponse
 		case "":
 		default:
-			return fmt.Errorf("natsoutbox: status %s %s", status, r.Header.Get("Description"))
+			return fmt.Errorf("status %s %s", status, r.Header.Get("Description"))
 		}
 	}
 	if isPubAck(r.Data) {

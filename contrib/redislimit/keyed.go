@@ -12,8 +12,9 @@ import (
 // Keyed limits each key (a tenant, a client address, a route) to its own
 // token bucket of the same rate and burst, shared by every process that
 // uses the same prefix on the same Redis. Make one with [NewKeyed]; it is
-// safe for concurrent use, and the zero value is not usable. Most callers
-// want [Keyed.DoKey], or [Keyed.Policy] to place it in a chain.
+// safe for concurrent use. The zero value is not usable; use NewKeyed: its
+// methods panic. Most callers want [Keyed.DoKey], or [Keyed.Policy] to place
+// it in a chain.
 //
 // The bucket of key k is the Redis key prefix+"{"+k+"}". The braces make k
 // its hash tag (when prefix holds no brace), so that on Redis Cluster the
@@ -30,6 +31,14 @@ type Keyed struct {
 	s *store
 }
 
+// made returns k's store, and panics if k is the zero Keyed.
+func (k *Keyed) made() *store {
+	if k.s == nil {
+		panic("redislimit: zero Keyed; use NewKeyed")
+	}
+	return k.s
+}
+
 // NewKeyed returns a Keyed limiter that gives each key r tokens a second and
 // bursts of burst, in Redis keys that start with prefix, configured by opts,
 // with the same ranges and the same requirement on client as [New]. prefix
@@ -44,23 +53,31 @@ func NewKeyed(client redis.UniversalClient, prefix string, r rate.Limit, burst i
 // AllowKey takes a token from key's bucket if one is available now, and
 // reports whether it did, as [Limiter.Allow] does.
 func (k *Keyed) AllowKey(ctx context.Context, key string) bool {
-	return k.s.allow(ctx, key)
+	return k.made().allow(ctx, key)
 }
 
 // DoKey runs op if key's bucket has a token for it, waiting as [Limiter.Do]
 // does. A refusal is a [*LimitedError] or, failing closed, an
-// [*UnavailableError], that names the key.
+// [*UnavailableError], that names the key. DoKey panics if op is nil.
 func (k *Keyed) DoKey(ctx context.Context, key string, op resilience.Op) error {
-	return k.s.do(ctx, key, op)
+	if op == nil {
+		panic("redislimit: Keyed.DoKey: nil Op")
+	}
+	return k.made().do(ctx, key, op)
 }
 
 // Policy returns a [resilience.Policy] that limits each call by the key
-// keyOf finds in its ctx, such as a tenant set by middleware.
+// keyOf finds in its ctx, such as a tenant set by middleware. Policy panics
+// if keyOf is nil.
 func (k *Keyed) Policy(keyOf func(ctx context.Context) string) resilience.Policy {
+	if keyOf == nil {
+		panic("redislimit: Keyed.Policy: nil keyOf")
+	}
+	k.made()
 	return resilience.PolicyFunc(func(ctx context.Context, op resilience.Op) error {
 		return k.DoKey(ctx, keyOf(ctx), op)
 	})
 }
 
 // Metrics returns the limiter's counts, over all keys.
-func (k *Keyed) Metrics() Metrics { return k.s.metrics() }
+func (k *Keyed) Metrics() Metrics { return k.made().metrics() }

@@ -8,7 +8,7 @@
 //		return err
 //	}
 //	defer pub.Close()
-//	relay := outbox.NewRelay(db, outbox.Postgres, pub)
+//	relay := outbox.New(db, outbox.Postgres).NewRelay(pub)
 //	err = relay.Run(ctx)
 //
 // # What is sent

@@ -16,7 +16,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/resilience-go/resilience"
-	redislimit "github.com/resilience-go/resilience/contrib/redis"
+	"github.com/resilience-go/resilience/contrib/redislimit"
 	"github.com/resilience-go/resilience/internal/policytest"
 	"github.com/resilience-go/resilience/internal/servicetest"
 	"github.com/resilience-go/resilience/ratelimit"
@@ -532,9 +532,49 @@ func TestBadArgumentsPanic(t *testing.T) {
 		{"redislimit: WithTimeout(0s): want d > 0", func() { redislimit.WithTimeout(0) }},
 		{"redislimit: WithProbeInterval(-1ms): want d >= 0", func() { redislimit.WithProbeInterval(-time.Millisecond) }},
 		{"redislimit: WithLocalFallback(0): want instances >= 1", func() { redislimit.WithLocalFallback(0) }},
-		{"redislimit: WithObserver(nil)", func() { redislimit.WithObserver(nil) }},
+		{"redislimit: WithObserver: nil f", func() { redislimit.WithObserver(nil) }},
+		{"redislimit: New: nil Option", func() { redislimit.New(c, "k", 10, 1, nil) }},
+		{"redislimit: NewKeyed: nil Option", func() { redislimit.NewKeyed(c, "p:", 10, 1, nil) }},
+		{"redislimit: Keyed.Policy: nil keyOf", func() { redislimit.NewKeyed(c, "p:", 10, 1).Policy(nil) }},
+		{"redislimit: Limiter.Do: nil Op", func() { _ = redislimit.New(c, "k", 10, 1).Do(context.Background(), nil) }},
+		{"redislimit: Keyed.DoKey: nil Op", func() { _ = redislimit.NewKeyed(c, "p:", 10, 1).DoKey(context.Background(), "a", nil) }},
 	}
 	for _, tt := range tests {
 		assert.PanicsWithValue(t, tt.want, tt.f)
+	}
+}
+
+// The methods of a zero Limiter and a zero Keyed panic at once.
+func TestZeroValuesPanic(t *testing.T) {
+	ctx := context.Background()
+	op := func(context.Context) error { return nil }
+
+	var l redislimit.Limiter
+	const wantLimiter = "redislimit: zero Limiter; use New"
+	assert.PanicsWithValue(t, wantLimiter, func() { l.Allow(ctx) })
+	assert.PanicsWithValue(t, wantLimiter, func() { _ = l.Do(ctx, op) })
+	assert.PanicsWithValue(t, wantLimiter, func() { l.Metrics() })
+
+	var k redislimit.Keyed
+	const wantKeyed = "redislimit: zero Keyed; use NewKeyed"
+	assert.PanicsWithValue(t, wantKeyed, func() { k.AllowKey(ctx, "a") })
+	assert.PanicsWithValue(t, wantKeyed, func() { _ = k.DoKey(ctx, "a", op) })
+	assert.PanicsWithValue(t, wantKeyed, func() { k.Policy(func(context.Context) string { return "a" }) })
+	assert.PanicsWithValue(t, wantKeyed, func() { k.Metrics() })
+}
+
+func TestEventKindString(t *testing.T) {
+	tests := []struct {
+		k    redislimit.EventKind
+		want string
+	}{
+		{redislimit.Unavailable, "unavailable"},
+		{redislimit.Available, "available"},
+		{redislimit.EventKind(0), "EventKind(0)"},
+		{redislimit.Available + 1, "EventKind(3)"},
+		{redislimit.EventKind(255), "EventKind(255)"},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, tt.k.String(), "EventKind %d", uint8(tt.k))
 	}
 }

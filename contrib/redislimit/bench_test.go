@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	redislimit "github.com/resilience-go/resilience/contrib/redis"
+	"github.com/resilience-go/resilience/contrib/redislimit"
 )
 
 // benchRate admits every call: a token a microsecond, and a burst no

@@ -4,7 +4,7 @@
 //
 //	nc, err := nats.Connect(url)
 //	js, err := jetstream.New(nc)
-//	relay := outbox.NewRelay(db, outbox.Postgres, natsoutbox.New(js))
+//	relay := outbox.New(db, outbox.Postgres).NewRelay(natsoutbox.New(js))
 //	err = relay.Run(ctx)
 //
 // Each message goes to the subject named by its topic ([WithSubject] maps

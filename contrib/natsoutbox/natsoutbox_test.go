@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	natsoutbox "github.com/resilience-go/resilience/contrib/nats"
+	"github.com/resilience-go/resilience/contrib/natsoutbox"
 	"github.com/resilience-go/resilience/internal/servicetest"
 	"github.com/resilience-go/resilience/outbox"
 )
@@ -662,6 +662,7 @@ func TestConcurrentPublishes(t *testing.T) {
 func enqueue(t testing.TB, db *sql.DB, topic string, n int) []string {
 	t.Helper()
 	ctx := context.Background()
+	ob := outbox.New(db, outbox.Postgres)
 	var ids []string
 	for start := 0; start < n; start += 500 {
 		msgs := make([]outbox.Message, min(500, n-start))
@@ -670,7 +671,7 @@ func enqueue(t testing.TB, db *sql.DB, topic string, n int) []string {
 		}
 		tx, err := db.BeginTx(ctx, nil)
 		require.NoError(t, err)
-		require.NoError(t, outbox.Enqueue(ctx, tx, outbox.Postgres, msgs...))
+		require.NoError(t, ob.Enqueue(ctx, tx, msgs...))
 		require.NoError(t, tx.Commit())
 		for _, m := range msgs {
 			ids = append(ids, m.ID)
@@ -696,7 +697,7 @@ func drain(t testing.TB, r *outbox.Relay) int {
 
 func backlog(t testing.TB, db *sql.DB) outbox.Backlog {
 	t.Helper()
-	b, err := outbox.ReadBacklog(context.Background(), db, outbox.Postgres)
+	b, err := outbox.New(db, outbox.Postgres).Backlog(context.Background())
 	require.NoError(t, err)
 	return b
 }
@@ -706,12 +707,12 @@ func TestRelayFromPostgresPublishesEachMessageOnce(t *testing.T) {
 	db := servicetest.Postgres(t)
 	_, js := connect(t)
 	s, name := newStream(t, js)
-	require.NoError(t, outbox.Migrate(context.Background(), db.DB, outbox.Postgres))
+	require.NoError(t, outbox.New(db.DB, outbox.Postgres).Migrate(context.Background()))
 	const n = 1000
 	ids := enqueue(t, db.DB, name+".orders", n)
 
 	pub := natsoutbox.New(js)
-	relay := outbox.NewRelay(db.DB, outbox.Postgres, pub, outbox.WithBatchSize(128))
+	relay := outbox.New(db.DB, outbox.Postgres).NewRelay(pub, outbox.WithBatchSize(128))
 	assert.Equal(t, n, drain(t, relay))
 	assert.Equal(t, outbox.Backlog{}, backlog(t, db.DB), "the outbox is empty")
 	assert.ElementsMatch(t, ids, storedIDs(t, s), "every message, once")
@@ -743,7 +744,7 @@ func TestBrokerDownKeepsMessagesUntilItIsBack(t *testing.T) {
 	db := servicetest.Postgres(t)
 	_, js := connect(t)
 	s, name := newStream(t, js)
-	require.NoError(t, outbox.Migrate(context.Background(), db.DB, outbox.Postgres))
+	require.NoError(t, outbox.New(db.DB, outbox.Postgres).Migrate(context.Background()))
 	const n = 20
 	ids := enqueue(t, db.DB, name+".orders", n)
 
@@ -770,13 +771,13 @@ func TestBrokerDownKeepsMessagesUntilItIsBack(t *testing.T) {
 		assert.ErrorIs(t, errs[0], natsoutbox.ErrNotConnected, tt.name)
 		assert.ErrorIs(t, errs[1], natsoutbox.ErrNotConnected, tt.name)
 
-		relay := outbox.NewRelay(db.DB, outbox.Postgres, pub, outbox.WithRetryBackoff(time.Microsecond, time.Microsecond))
+		relay := outbox.New(db.DB, outbox.Postgres).NewRelay(pub, outbox.WithRetryBackoff(time.Microsecond, time.Microsecond))
 		published, err := relay.Process(context.Background())
 		require.NoError(t, err, tt.name)
 		assert.Zero(t, published, tt.name)
 		assert.Equal(t, outbox.Stats{Failed: n}, relay.Stats(), tt.name)
 		assert.Equal(t, int64(n), backlog(t, db.DB).Pending, "%s: every message is kept", tt.name)
-		dead, err := outbox.ListDead(context.Background(), db.DB, outbox.Postgres, n)
+		dead, err := outbox.New(db.DB, outbox.Postgres).ListDead(context.Background(), n)
 		require.NoError(t, err)
 		assert.Empty(t, dead, tt.name)
 		var attempts int
@@ -787,7 +788,7 @@ func TestBrokerDownKeepsMessagesUntilItIsBack(t *testing.T) {
 
 	// The broker is back: the messages go out once their (microsecond)
 	// backoff has passed.
-	relay := outbox.NewRelay(db.DB, outbox.Postgres, natsoutbox.New(js))
+	relay := outbox.New(db.DB, outbox.Postgres).NewRelay(natsoutbox.New(js))
 	total := 0
 	for deadline := time.Now().Add(setupTimeout); total < n && time.Now().Before(deadline); {
 		total += drain(t, relay)
@@ -824,9 +825,32 @@ func TestNewMsg(t *testing.T) {
 }
 
 func TestBadOptionsPanic(t *testing.T) {
-	assert.PanicsWithValue(t, "natsoutbox: WithMaxInFlight(0): want n >= 1", func() { natsoutbox.WithMaxInFlight(0) })
-	assert.PanicsWithValue(t, "natsoutbox: WithSubject(nil): want a function", func() { natsoutbox.WithSubject(nil) })
-	assert.PanicsWithValue(t, `natsoutbox: WithExpectStream(""): want a stream name`, func() { natsoutbox.WithExpectStream("") })
-	assert.PanicsWithValue(t, `natsoutbox: WithExpectStream("a.b"): want a stream name`, func() { natsoutbox.WithExpectStream("a.b") })
-	assert.PanicsWithValue(t, "natsoutbox: New: nil JetStream or connection", func() { natsoutbox.New(nil) })
+	tests := []struct {
+		want string
+		f    func()
+	}{
+		{"natsoutbox: WithMaxInFlight(0): want n >= 1", func() { natsoutbox.WithMaxInFlight(0) }},
+		{"natsoutbox: WithSubject: nil f", func() { natsoutbox.WithSubject(nil) }},
+		{`natsoutbox: WithExpectStream(""): want a stream name`, func() { natsoutbox.WithExpectStream("") }},
+		{`natsoutbox: WithExpectStream("a.b"): want a stream name`, func() { natsoutbox.WithExpectStream("a.b") }},
+		{"natsoutbox: New: nil JetStream", func() { natsoutbox.New(nil) }},
+		{"natsoutbox: New: nil js.Conn()", func() { natsoutbox.New(connOnly{}) }},
+		{"natsoutbox: New: nil Option", func() { natsoutbox.New(connOnly{nc: new(nats.Conn)}, nil) }},
+	}
+	for _, tt := range tests {
+		assert.PanicsWithValue(t, tt.want, tt.f)
+	}
+}
+
+// connOnly is a JetStream that has only a connection, which New asks for.
+type connOnly struct {
+	jetstream.JetStream
+	nc *nats.Conn
+}
+
+func (c connOnly) Conn() *nats.Conn { return c.nc }
+
+func TestZeroPublisherPanics(t *testing.T) {
+	var p natsoutbox.Publisher
+	assert.PanicsWithValue(t, "natsoutbox: zero Publisher; use New", func() { p.Publish(context.Background(), nil) })
 }

@@ -13,7 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	natsoutbox "github.com/resilience-go/resilience/contrib/nats"
+	"github.com/resilience-go/resilience/contrib/natsoutbox"
 	"github.com/resilience-go/resilience/outbox"
 )
 
@@ -43,7 +43,7 @@ func Example() {
 		log.Fatal(err)
 	}
 	pub := natsoutbox.New(js, natsoutbox.WithExpectStream("ORDERS"))
-	relay := outbox.NewRelay(db, outbox.Postgres, pub)
+	relay := outbox.New(db, outbox.Postgres).NewRelay(pub)
 	if err := relay.Run(ctx); err != nil {
 		log.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/resilience-go/resilience"
-	redislimit "github.com/resilience-go/resilience/contrib/redis"
+	"github.com/resilience-go/resilience/contrib/redislimit"
 	"github.com/resilience-go/resilience/internal/servicetest"
 	"github.com/resilience-go/resilience/ratelimit"
 )

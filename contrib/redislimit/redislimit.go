@@ -58,12 +58,7 @@ func (e *LimitedError) RetryAfter() time.Duration {
 // ErrUnavailable) holds for a call refused because Redis did not answer.
 // It also matches [resilience.ErrRejected], and not
 // [ratelimit.ErrLimited].
-var ErrUnavailable error = rejection("redislimit: Redis unavailable")
-
-type rejection string
-
-func (r rejection) Error() string        { return string(r) }
-func (r rejection) Is(target error) bool { return target == resilience.ErrRejected }
+var ErrUnavailable error = resilience.Rejection("redislimit: Redis unavailable")
 
 // UnavailableError is returned by a limiter made with [WithFailClosed] that
 // refuses a call because Redis did not answer, answered the call with an
@@ -105,10 +100,19 @@ func (e *UnavailableError) Key() string { return e.key }
 // being shared by every process that uses the same Redis key: a token
 // bucket of burst tokens, initially full, refilled at r tokens a second, as
 // [ratelimit.New]'s, kept in Redis and driven by the Redis server's clock.
-// Make one with [New]. A Limiter is safe for concurrent use; the zero value
-// is not usable. Most callers want [Limiter.Do].
+// Make one with [New]. A Limiter is safe for concurrent use. The zero value
+// is not usable; use New: its methods panic. Most callers want
+// [Limiter.Do].
 type Limiter struct {
 	s *store
+}
+
+// made returns l's store, and panics if l is the zero Limiter.
+func (l *Limiter) made() *store {
+	if l.s == nil {
+		panic("redislimit: zero Limiter; use New")
+	}
+	return l.s
 }
 
 var _ resilience.Policy = (*Limiter)(nil)
@@ -138,7 +142,7 @@ func New(client redis.UniversalClient, key string, r rate.Limit, burst int, opts
 // when failing open, false when failing closed, the local limiter's answer
 // with [WithLocalFallback]. Allow returns false if ctx is done.
 func (l *Limiter) Allow(ctx context.Context) bool {
-	return l.s.allow(ctx, "")
+	return l.made().allow(ctx, "")
 }
 
 // Do runs op if the limiter has a token for it. With [WithMaxWait], it
@@ -150,9 +154,12 @@ func (l *Limiter) Allow(ctx context.Context) bool {
 // ctx.Err() and gives the token back, unless a token was taken after it,
 // which keeps its time. When Redis does not answer within the
 // timeout ([WithTimeout]), the fallback decides: see [WithFailOpen],
-// [WithFailClosed] and [WithLocalFallback].
+// [WithFailClosed] and [WithLocalFallback]. Do panics if op is nil.
 func (l *Limiter) Do(ctx context.Context, op resilience.Op) error {
-	return l.s.do(ctx, "", op)
+	if op == nil {
+		panic("redislimit: Limiter.Do: nil Op")
+	}
+	return l.made().do(ctx, "", op)
 }
 
 // Metrics is a snapshot of a limiter's counts, since it was made.
@@ -171,4 +178,4 @@ type Metrics struct {
 }
 
 // Metrics returns the limiter's counts.
-func (l *Limiter) Metrics() Metrics { return l.s.metrics() }
+func (l *Limiter) Metrics() Metrics { return l.made().metrics() }

@@ -78,7 +78,7 @@ func TestAckError(t *testing.T) {
 	noResponders := &nats.Msg{Header: nats.Header{"Status": {"503"}}}
 	assert.ErrorIs(t, ackError(noResponders), jetstream.ErrNoStreamResponse)
 	timeout := &nats.Msg{Header: nats.Header{"Status": {"408"}, "Description": {"Request Timeout"}}}
-	assert.EqualError(t, ackError(timeout), "natsoutbox: status 408 Request Timeout")
+	assert.EqualError(t, ackError(timeout), "status 408 Request Timeout", "Publish wraps it with the prefix")
 }
 
 func TestPubAckAllocatesNothing(t *testing.T) {

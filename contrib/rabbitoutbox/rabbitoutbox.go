@@ -59,6 +59,15 @@ var (
 	ErrFieldTooLong = errors.New("rabbitoutbox: field longer than 255 bytes")
 )
 
+// closing is the cause with which Close ends the Publish in progress. It
+// matches [ErrClosed], and its text, without the package's prefix, follows
+// that of the error that wraps it: "rabbitoutbox: publish: publisher
+// closed", not "rabbitoutbox: publish: rabbitoutbox: publisher closed".
+type closing struct{}
+
+func (closing) Error() string        { return "publisher closed" }
+func (closing) Is(target error) bool { return target == ErrClosed }
+
 // ReturnedError is the error of a message that the broker returned
 // (basic.return) because it matched no queue: one published with the
 // mandatory flag ([WithMandatory], on by default). A return names its
@@ -79,8 +88,8 @@ func (e *ReturnedError) Error() string {
 // Publisher publishes outbox messages to RabbitMQ with publisher confirms:
 // it is an [outbox.Publisher] for [outbox.NewRelay]. Make one with [Dial],
 // which owns its connection and reconnects, or [New] on a connection of
-// your own; the zero value is not usable. Publish is what most callers want,
-// through a relay.
+// your own; the zero value is not usable: its methods panic. Publish is what
+// most callers want, through a relay.
 //
 // A Publisher is safe for concurrent use; Publish calls run one at a time,
 // each waiting (within its ctx) for the one before. Call Close when done:
@@ -114,6 +123,13 @@ type session struct {
 	exchanges map[string]struct{} // those known to exist, checked on ch
 }
 
+// mustBeMade panics if p is the zero Publisher.
+func (p *Publisher) mustBeMade() {
+	if p.sem == nil {
+		panic("rabbitoutbox: zero Publisher; use Dial or New")
+	}
+}
+
 func newPublisher(cfg config) *Publisher {
 	return &Publisher{
 		cfg:          cfg,
@@ -134,12 +150,12 @@ func newPublisher(cfg config) *Publisher {
 // [WithContentType] value is longer than 255 bytes. It panics if conn is
 // nil, if conn recovers by itself (amqp.Config.Recovery: the Publisher does
 // its own recovery, and the two would compete), if opts include
-// [WithDialConfig], or if an option is out of range.
+// [WithDialConfig], or if an option is nil or out of range.
 func New(conn *amqp.Connection, opts ...Option) (*Publisher, error) {
 	if conn == nil {
 		panic("rabbitoutbox: New: nil connection")
 	}
-	cfg, err := newConfig(opts)
+	cfg, err := newConfig("New", opts)
 	if cfg.dial != nil {
 		panic("rabbitoutbox: New: WithDialConfig is for Dial; New's connection is made")
 	}
@@ -169,9 +185,9 @@ func New(conn *amqp.Connection, opts ...Option) (*Publisher, error) {
 // Dial returns an error if url is malformed, if a [WithExchange] or
 // [WithContentType] value is longer than 255 bytes (wrapping
 // [ErrFieldTooLong]), or if the broker cannot be reached, or a channel
-// opened, within ctx. It panics if an option is out of range.
+// opened, within ctx. It panics if an option is nil or out of range.
 func Dial(ctx context.Context, url string, opts ...Option) (*Publisher, error) {
-	cfg, err := newConfig(opts)
+	cfg, err := newConfig("Dial", opts)
 	if err != nil {
 		return nil, err
 	}
@@ -216,6 +232,7 @@ func Dial(ctx context.Context, url string, opts ...Option) (*Publisher, error) {
 // gives up on it or, for a Publisher made by Dial, Close closes the
 // connection.
 func (p *Publisher) Publish(ctx context.Context, msgs []outbox.Message) []error {
+	p.mustBeMade()
 	if len(msgs) == 0 {
 		return nil
 	}
@@ -556,6 +573,7 @@ func (p *Publisher) retire(s *session) {
 // connection. Otherwise Close returns the error of closing the connection
 // or channel, and nil when called again.
 func (p *Publisher) Close() error {
+	p.mustBeMade()
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -566,7 +584,7 @@ func (p *Publisher) Close() error {
 	conn, raw, cancel := p.conn, p.raw, p.cancel
 	p.mu.Unlock()
 	if cancel != nil {
-		cancel(ErrClosed)
+		cancel(closing{})
 	}
 
 	deadline := time.Now().Add(p.closeTimeout)
@@ -816,8 +834,9 @@ func fill(n int, err error) []error {
 // [ErrFieldTooLong] for a message AMQP cannot carry, or for a [WithExchange]
 // or [WithContentType] value longer than 255 bytes. Publish calls it for
 // each message; it serves tests and tools that look at what would be sent.
+// It panics if an option is nil or out of range.
 func Encode(m outbox.Message, opts ...Option) (exchange, routingKey string, msg amqp.Publishing, err error) {
-	cfg, err := newConfig(opts)
+	cfg, err := newConfig("Encode", opts)
 	if err != nil {
 		return "", "", msg, err
 	}

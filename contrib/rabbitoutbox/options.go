@@ -26,11 +26,14 @@ type config struct {
 	err         error // the first value out of range that may come from configuration
 }
 
-// newConfig returns the configuration of opts, and an error if a value that
-// may come from configuration is out of range.
-func newConfig(opts []Option) (config, error) {
+// newConfig returns the configuration of opts, the options of fn, and an
+// error if a value that may come from configuration is out of range.
+func newConfig(fn string, opts []Option) (config, error) {
 	c := config{mandatory: true, persistent: true}
 	for _, o := range opts {
+		if o == nil {
+			panic("rabbitoutbox: " + fn + ": nil Option")
+		}
 		o.apply(&c)
 	}
 	return c, c.err
@@ -64,7 +67,7 @@ func WithExchange(name string) Option {
 // f must not be nil. Of WithRouting and WithExchange, the last given wins.
 func WithRouting(f func(m outbox.Message) (exchange, routingKey string)) Option {
 	if f == nil {
-		panic("rabbitoutbox: WithRouting(nil): want a function")
+		panic("rabbitoutbox: WithRouting: nil f")
 	}
 	return optionFunc(func(c *config) { c.route = f })
 }

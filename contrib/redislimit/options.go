@@ -100,7 +100,7 @@ func WithLocalFallback(instances int) Option {
 // Default: none. f must not be nil.
 func WithObserver(f func(Event)) Option {
 	if f == nil {
-		panic("redislimit: WithObserver(nil)")
+		panic("redislimit: WithObserver: nil f")
 	}
 	return optionFunc(func(c *config) { c.observe = f })
 }

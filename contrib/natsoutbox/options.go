@@ -33,7 +33,7 @@ func defaultConfig() config {
 // Default: the topic itself. f must not be nil.
 func WithSubject(f func(topic string) string) Option {
 	if f == nil {
-		panic("natsoutbox: WithSubject(nil): want a function")
+		panic("natsoutbox: WithSubject: nil f")
 	}
 	return optionFunc(func(c *config) { c.subject = f })
 }

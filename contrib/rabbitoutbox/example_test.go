@@ -9,7 +9,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	rabbitoutbox "github.com/resilience-go/resilience/contrib/rabbitmq"
+	"github.com/resilience-go/resilience/contrib/rabbitoutbox"
 	"github.com/resilience-go/resilience/outbox"
 )
 
@@ -26,7 +26,7 @@ func ExampleDial() {
 		log.Fatal(err)
 	}
 	defer pub.Close()
-	relay := outbox.NewRelay(db, outbox.Postgres, pub)
+	relay := outbox.New(db, outbox.Postgres).NewRelay(pub)
 	if err := relay.Run(ctx); err != nil {
 		log.Fatal(err)
 	}

@@ -7,7 +7,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
 
-	rabbitoutbox "github.com/resilience-go/resilience/contrib/rabbitmq"
+	"github.com/resilience-go/resilience/contrib/rabbitoutbox"
 	"github.com/resilience-go/resilience/outbox"
 )
 
@@ -57,10 +57,10 @@ func BenchmarkRelay(b *testing.B) {
 	for _, database := range databases {
 		b.Run(database.name, func(b *testing.B) {
 			db := database.open(b)
-			require.NoError(b, outbox.Migrate(context.Background(), db.DB, database.dialect))
+			require.NoError(b, outbox.New(db.DB, database.dialect).Migrate(context.Background()))
 			top := declare(b, url, ch, true, amqp.Table{"x-max-length": int32(10_000)})
 			p := dial(b, url, rabbitoutbox.WithExchange(top.name))
-			relay := outbox.NewRelay(db.DB, database.dialect, p, outbox.WithBatchSize(benchBatch))
+			relay := outbox.New(db.DB, database.dialect).NewRelay(p, outbox.WithBatchSize(benchBatch))
 			msgs := make([]outbox.Message, benchBatch)
 			ctx := context.Background()
 			for b.Loop() {

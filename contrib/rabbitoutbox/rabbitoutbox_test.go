@@ -18,7 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	rabbitoutbox "github.com/resilience-go/resilience/contrib/rabbitmq"
+	"github.com/resilience-go/resilience/contrib/rabbitoutbox"
 	"github.com/resilience-go/resilience/internal/servicetest"
 	"github.com/resilience-go/resilience/outbox"
 )
@@ -363,14 +363,14 @@ func TestMissingExchangeFailsAlone(t *testing.T) {
 	// Through a relay: the others are published at their first attempt,
 	// however few attempts a message has.
 	db := servicetest.SQLite(t)
-	require.NoError(t, outbox.Migrate(context.Background(), db.DB, outbox.SQLite))
+	require.NoError(t, outbox.New(db.DB, outbox.SQLite).Migrate(context.Background()))
 	batch := messages(top.name, "r", 6)
 	batch[2].Key = "bad"
 	for i := range batch {
 		batch[i].ID = ""
 	}
 	enqueue(t, db.DB, outbox.SQLite, batch...)
-	relay := outbox.NewRelay(db.DB, outbox.SQLite, p, outbox.WithMaxAttempts(1))
+	relay := outbox.New(db.DB, outbox.SQLite).NewRelay(p, outbox.WithMaxAttempts(1))
 	n, err := relay.Process(context.Background())
 	require.NoError(t, err)
 	assert.Equal(t, 5, n)
@@ -562,6 +562,7 @@ func TestCloseFailsPublishInProgress(t *testing.T) {
 			for i, err := range result(t, published, msgs) {
 				assert.ErrorIs(t, err, rabbitoutbox.ErrUnconfirmed, "message %d", i)
 				assert.ErrorIs(t, err, rabbitoutbox.ErrClosed, "message %d", i)
+				assert.EqualError(t, err, "rabbitoutbox: no confirm from the broker: publisher closed", "message %d", i)
 			}
 			px.Restore() // the broker's answer to Close
 			assert.NoError(t, <-closed)
@@ -593,7 +594,7 @@ func TestCloseIsBounded(t *testing.T) {
 
 // Code whose goroutines a closed Publisher leaves none of.
 const (
-	ownCode     = "/contrib/rabbitmq." // not rabbitmq_test.
+	ownCode     = "/contrib/rabbitoutbox." // not rabbitoutbox_test.
 	libraryCode = "github.com/rabbitmq/amqp091-go."
 )
 
@@ -728,7 +729,7 @@ func enqueue(t testing.TB, db *sql.DB, d outbox.Dialect, msgs ...outbox.Message)
 	t.Helper()
 	tx, err := db.BeginTx(context.Background(), nil)
 	require.NoError(t, err)
-	require.NoError(t, outbox.Enqueue(context.Background(), tx, d, msgs...))
+	require.NoError(t, outbox.New(db, d).Enqueue(context.Background(), tx, msgs...))
 	require.NoError(t, tx.Commit())
 }
 
@@ -751,7 +752,7 @@ func TestRelayPublishesEveryMessageOnce(t *testing.T) {
 	for _, database := range databases {
 		t.Run(database.name, func(t *testing.T) {
 			db := database.open(t)
-			require.NoError(t, outbox.Migrate(context.Background(), db.DB, database.dialect))
+			require.NoError(t, outbox.New(db.DB, database.dialect).Migrate(context.Background()))
 			top := declare(t, url, ch, true, nil)
 			var want []string
 			for tx := range 5 {
@@ -766,7 +767,7 @@ func TestRelayPublishesEveryMessageOnce(t *testing.T) {
 				want = append(want, msgIDs(msgs)...)
 			}
 			p := dial(t, url, rabbitoutbox.WithExchange(top.name))
-			relay := outbox.NewRelay(db.DB, database.dialect, p, outbox.WithBatchSize(64))
+			relay := outbox.New(db.DB, database.dialect).NewRelay(p, outbox.WithBatchSize(64))
 			assert.Equal(t, len(want), process(t, relay))
 			assert.Equal(t, outbox.Stats{Published: int64(len(want))}, relay.Stats())
 
@@ -777,7 +778,7 @@ func TestRelayPublishesEveryMessageOnce(t *testing.T) {
 				assert.Equal(t, outbox.Message{ID: want[len(want)-1], Topic: top.name, Key: "k3", Payload: []byte("4/59"),
 					Headers: map[string]string{"tx": "4"}}, m)
 			}
-			b, err := outbox.ReadBacklog(context.Background(), db.DB, database.dialect)
+			b, err := outbox.New(db.DB, database.dialect).Backlog(context.Background())
 			require.NoError(t, err)
 			assert.Equal(t, outbox.Backlog{}, b)
 		})
@@ -788,10 +789,10 @@ func TestRelayKeepsMessagesWhileBrokerIsDown(t *testing.T) {
 	url, ch := broker(t)
 	top := declare(t, url, ch, true, nil)
 	db := servicetest.SQLite(t)
-	require.NoError(t, outbox.Migrate(context.Background(), db.DB, outbox.SQLite))
+	require.NoError(t, outbox.New(db.DB, outbox.SQLite).Migrate(context.Background()))
 	proxied, px := servicetest.ProxyURL(t, url, "5672")
 	p := dial(t, proxied, rabbitoutbox.WithExchange(top.name))
-	relay := outbox.NewRelay(db.DB, outbox.SQLite, p, outbox.WithRetryBackoff(time.Microsecond, time.Microsecond))
+	relay := outbox.New(db.DB, outbox.SQLite).NewRelay(p, outbox.WithRetryBackoff(time.Microsecond, time.Microsecond))
 
 	msgs := messages(top.name, "m", 40)
 	for i := range msgs {
@@ -803,7 +804,7 @@ func TestRelayKeepsMessagesWhileBrokerIsDown(t *testing.T) {
 	require.NoError(t, err, "a broker outage is the messages' failure, not the relay's")
 	assert.Zero(t, n)
 	assert.Equal(t, outbox.Stats{Failed: 40}, relay.Stats())
-	b, err := outbox.ReadBacklog(context.Background(), db.DB, outbox.SQLite)
+	b, err := outbox.New(db.DB, outbox.SQLite).Backlog(context.Background())
 	require.NoError(t, err)
 	assert.Equal(t, int64(40), b.Pending, "nothing lost")
 	assert.Zero(t, depth(t, ch, top.name))
@@ -815,7 +816,7 @@ func TestRelayKeepsMessagesWhileBrokerIsDown(t *testing.T) {
 	}
 	assert.Equal(t, 40, published)
 	assert.Equal(t, msgIDs(msgs), ids(drainQueue(t, ch, top.name)), "every message, once, after recovery")
-	b, err = outbox.ReadBacklog(context.Background(), db.DB, outbox.SQLite)
+	b, err = outbox.New(db.DB, outbox.SQLite).Backlog(context.Background())
 	require.NoError(t, err)
 	assert.Equal(t, outbox.Backlog{}, b)
 }
@@ -912,13 +913,23 @@ func FuzzEncodeDecode(f *testing.F) {
 }
 
 func TestBadOptionsPanic(t *testing.T) {
-	assert.PanicsWithValue(t, "rabbitoutbox: WithRouting(nil): want a function",
-		func() { rabbitoutbox.WithRouting(nil) })
+	assert.PanicsWithValue(t, "rabbitoutbox: WithRouting: nil f", func() { rabbitoutbox.WithRouting(nil) })
 	assert.PanicsWithValue(t, "rabbitoutbox: WithDialConfig: want cfg.Recovery nil; the Publisher reconnects by itself",
 		func() { rabbitoutbox.WithDialConfig(amqp.Config{Recovery: &amqp.Recovery{}}) })
 	assert.PanicsWithValue(t, "rabbitoutbox: New: nil connection", func() { rabbitoutbox.New(nil) })
 	assert.PanicsWithValue(t, "rabbitoutbox: New: WithDialConfig is for Dial; New's connection is made",
 		func() { rabbitoutbox.New(&amqp.Connection{}, rabbitoutbox.WithDialConfig(amqp.Config{})) })
+	assert.PanicsWithValue(t, "rabbitoutbox: New: nil Option", func() { rabbitoutbox.New(&amqp.Connection{}, nil) })
+	assert.PanicsWithValue(t, "rabbitoutbox: Dial: nil Option",
+		func() { rabbitoutbox.Dial(context.Background(), "amqp://127.0.0.1:1/", nil) })
+	assert.PanicsWithValue(t, "rabbitoutbox: Encode: nil Option", func() { rabbitoutbox.Encode(outbox.Message{}, nil) })
+}
+
+func TestZeroPublisherPanics(t *testing.T) {
+	var p rabbitoutbox.Publisher
+	const want = "rabbitoutbox: zero Publisher; use Dial or New"
+	assert.PanicsWithValue(t, want, func() { p.Publish(context.Background(), nil) })
+	assert.PanicsWithValue(t, want, func() { p.Close() })
 }
 
 // Names that come from configuration are errors of Dial, New and Encode

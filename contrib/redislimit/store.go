@@ -91,6 +91,9 @@ func newStore(fn string, keyed bool, client redis.UniversalClient, r rate.Limit,
 	}
 	c := config{timeout: 100 * time.Millisecond, probe: time.Second}
 	for _, o := range opts {
+		if o == nil {
+			panic(fmt.Sprintf("redislimit: %s: nil Option", fn))
+		}
 		o.apply(&c)
 	}
 	s := &store{client: client, keyed: keyed, maxWait: c.maxWait, timeout: c.timeout,
