@@ -1,0 +1,5 @@
+//go:build !race
+
+package grpcresilience_test
+
+const raceEnabled = false
