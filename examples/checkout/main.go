@@ -12,6 +12,11 @@
 //	go run ./examples/checkout
 //	go run ./examples/checkout -orders 50 -decline 0.3
 //	go run ./examples/checkout -dsn 'postgres://postgres@127.0.0.1:5432/test?sslmode=disable'
+//
+// With -http it serves the dashboard of the outbox and the sagas at
+// /resilience/ while it runs, and after, until interrupted:
+//
+//	go run ./examples/checkout -http :8080 -orders 5000 -workers 2
 package main
 
 import (
@@ -22,7 +27,10 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
+	"net"
+	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -33,6 +41,7 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib"
 	_ "modernc.org/sqlite"
 
+	"github.com/resilience-go/resilience/dashboard"
 	"github.com/resilience-go/resilience/outbox"
 	"github.com/resilience-go/resilience/retry"
 	"github.com/resilience-go/resilience/saga"
@@ -46,6 +55,7 @@ type config struct {
 	workers   int     // orders processed at once
 	seed      uint64  // chooses which cards are declined
 	quiet     bool    // print the summary only
+	http      string  // where to serve the dashboard; "": nowhere
 	initStock int
 }
 
@@ -58,8 +68,11 @@ func main() {
 	flag.IntVar(&cfg.workers, "workers", 4, "orders processed at once")
 	flag.Uint64Var(&cfg.seed, "seed", 1, "chooses which cards are declined")
 	flag.BoolVar(&cfg.quiet, "quiet", false, "print the summary only")
+	flag.StringVar(&cfg.http, "http", "", "serve the dashboard at this address, such as :8080, until interrupted")
 	flag.Parse()
-	if _, err := run(context.Background(), cfg, os.Stdout); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if _, err := run(ctx, cfg, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "checkout:", err)
 		os.Exit(1)
 	}
@@ -78,7 +91,7 @@ type report struct {
 type shop struct {
 	db       *sql.DB
 	postgres bool
-	od       outbox.Dialect
+	events   *outbox.Outbox
 	barrier  *saga.Barrier
 	cfg      config
 	timeouts atomic.Int32
@@ -159,7 +172,7 @@ func (s *shop) local(ctx context.Context, c *saga.Call, event string, fn func(tx
 		if err := fn(tx); err != nil {
 			return err
 		}
-		return outbox.Enqueue(ctx, tx, s.od, outbox.Message{
+		return s.events.Enqueue(ctx, tx, outbox.Message{
 			ID:      c.Key.String(), // one event per call: a re-publish is a duplicate
 			Topic:   "shop." + event,
 			Key:     o.id, // an order's events are published in order
@@ -244,13 +257,14 @@ func run(ctx context.Context, cfg config, out io.Writer) (report, error) {
 	}
 	defer done()
 	db.SetMaxOpenConns(8)
-	s := &shop{db: db, postgres: postgres, od: outbox.SQLite, cfg: cfg, charges: map[string]int{}}
-	sd := saga.SQLite
+	s := &shop{db: db, postgres: postgres, cfg: cfg, charges: map[string]int{}}
+	od, sd := outbox.SQLite, saga.SQLite
 	if postgres {
-		s.od, sd = outbox.Postgres, saga.Postgres
+		od, sd = outbox.Postgres, saga.Postgres
 	}
+	s.events = outbox.New(db, od)
 	s.barrier = saga.NewBarrier(sd)
-	if err := outbox.Migrate(ctx, db, s.od); err != nil {
+	if err := s.events.Migrate(ctx); err != nil {
 		return rep, err
 	}
 	if err := saga.Migrate(ctx, db, sd); err != nil {
@@ -281,6 +295,13 @@ func run(ctx context.Context, cfg config, out io.Writer) (report, error) {
 		saga.Step("ship", s.ship, nil),
 	)
 	coordinator := saga.New(saga.WithStore(db, sd), saga.WithDefinitions(checkout))
+	if cfg.http != "" {
+		stop, err := serveDashboard(cfg.http, s.events, coordinator, out)
+		if err != nil {
+			return rep, err
+		}
+		defer stop()
+	}
 
 	// The relay publishes the events to a broker that prints them.
 	var mu sync.Mutex
@@ -291,7 +312,7 @@ func run(ctx context.Context, cfg config, out io.Writer) (report, error) {
 		mu.Unlock()
 		return nil
 	})
-	relay := outbox.NewRelay(db, s.od, broker, outbox.WithOrdered(), outbox.WithPollInterval(20*time.Millisecond))
+	relay := s.events.NewRelay(broker, outbox.WithOrdered(), outbox.WithPollInterval(20*time.Millisecond))
 	relayCtx, stopRelay := context.WithCancel(ctx)
 	relayDone := make(chan error, 1)
 	go func() { relayDone <- relay.Run(relayCtx) }()
@@ -329,7 +350,7 @@ func run(ctx context.Context, cfg config, out io.Writer) (report, error) {
 
 	// Wait for the relay to publish every event, then stop it.
 	for {
-		backlog, err := outbox.ReadBacklog(ctx, db, s.od)
+		backlog, err := s.events.Backlog(ctx)
 		if err != nil {
 			stopRelay()
 			return rep, err
@@ -376,7 +397,38 @@ func run(ctx context.Context, cfg config, out io.Writer) (report, error) {
 		verdict = "DOES NOT ADD UP"
 	}
 	fmt.Fprintf(out, "stock: %d before, %d sold, %d now: %s\n", rep.stockBefore, rep.sold, rep.stockNow, verdict)
+	if cfg.http != "" {
+		fmt.Fprintln(out, "dashboard: serving until interrupted")
+		<-ctx.Done()
+	}
 	return rep, nil
+}
+
+// serveDashboard serves a dashboard of the outbox and the sagas at
+// /resilience/ on addr, and returns the func that stops it.
+func serveDashboard(addr string, events *outbox.Outbox, sagas *saga.Coordinator, out io.Writer) (stop func(), err error) {
+	d := dashboard.New(dashboard.WithOutbox("events", events), dashboard.WithSagas("checkout", sagas))
+	mux := http.NewServeMux()
+	mux.Handle("/resilience/", d)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv.RegisterOnShutdown(d.Close) // the page's event streams end
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	host, port, _ := net.SplitHostPort(ln.Addr().String())
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "localhost"
+	}
+	fmt.Fprintf(out, "dashboard: http://%s/resilience/\n", net.JoinHostPort(host, port))
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx) //nolint:errcheck // the program ends
+		<-served
+	}, nil
 }
 
 type publisherFunc func(ctx context.Context, msgs []outbox.Message) []error
