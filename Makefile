@@ -9,18 +9,24 @@ TESTFLAGS ?=
 export RAPID_CHECKS ?= 1000
 export RAPID_STEPS ?= 100
 
-.PHONY: test integration bench fuzz lint deps ci
+.PHONY: test integration bench fuzz lint deps ci verify
 
 ## test: gofmt check, go vet and go test -race over every module, never
-## from the test cache; prints each package's result, each skipped test
-## with its reason, and failures
+## from the test cache, then the allocation tests without the race
+## detector (which allocates on its own); prints each package's result,
+## each skipped test with its reason, and failures
 test:
 	@unformatted=$$(gofmt -l $(MODULES)); \
 	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
 	@set -eo pipefail; for m in $(MODULES); do \
 		echo "== $$m"; \
 		(cd $$m && go vet ./... && go test -race -count=1 -v -timeout 12m $(TESTFLAGS) ./... 2>&1 | \
-			grep -vE '^ *(=== (RUN|PAUSE|CONT|NAME) |--- PASS: |PASS$$|\[rapid\] OK)'); \
+			grep -vE '^ *(=== (RUN|PAUSE|CONT|NAME) |--- PASS: |PASS$$|([^ ]+\.go:[0-9]+: )?\[rapid\] OK)'); \
+	done
+	@echo "== allocations, without the race detector"
+	@set -eo pipefail; for m in $(MODULES); do \
+		(cd $$m && go test -count=1 -run 'Alloc|Observed/NoAllocs|ObservedCatchesBrokenPolicies/allocates' ./... 2>&1 | \
+			{ grep -vE 'no test files|no tests to run' || true; }); \
 	done
 
 ## integration: test, with every service required (set the RESILIENCE_* variables)
@@ -49,5 +55,10 @@ lint:
 deps:
 	.ci/deps
 
+## verify: the Spin models of verify/ checked exhaustively: every property
+## holds and every mutation is refuted; prints each check's states and time
+verify:
+	verify/run
+
 ## ci: everything but bench
-ci: deps lint integration fuzz
+ci: deps lint integration fuzz verify
