@@ -145,15 +145,18 @@ const (
 
 // startsPublisher stands for a broker that takes brokerDelay a message and
 // records, before anything else, the start of each message's publish in the
-// starts table, with the process ID, in autocommit: a record that a stopped
-// process cannot date after it stopped.
+// starts table, with the process ID and the batch (the call to Publish,
+// numbered in the process), in autocommit: a record that a stopped process cannot date
+// after it stopped.
 type startsPublisher struct {
-	db     *sql.DB
-	insert string
+	db      *sql.DB
+	insert  string
+	batches *atomic.Int64
 }
 
 func newStartsPublisher(db *sql.DB, dialect string) startsPublisher {
-	return startsPublisher{db: db, insert: rebind(dialect, "INSERT INTO starts (message_id, pid) VALUES (?, ?)")}
+	return startsPublisher{db: db, insert: rebind(dialect, "INSERT INTO starts (message_id, pid, batch) VALUES (?, ?, ?)"),
+		batches: new(atomic.Int64)}
 }
 
 // rebind turns the ? placeholders of q into PostgreSQL's $n.
@@ -166,8 +169,9 @@ func rebind(dialect, q string) string {
 
 func (p startsPublisher) Publish(ctx context.Context, msgs []outbox.Message) []error {
 	var errs []error
+	batch := p.batches.Add(1)
 	for i, m := range msgs {
-		if _, err := p.db.ExecContext(ctx, p.insert, m.ID, os.Getpid()); err != nil {
+		if _, err := p.db.ExecContext(ctx, p.insert, m.ID, os.Getpid(), batch); err != nil {
 			if errs == nil {
 				errs = make([]error, len(msgs))
 			}
@@ -180,9 +184,9 @@ func (p startsPublisher) Publish(ctx context.Context, msgs []outbox.Message) []e
 }
 
 var startsTable = map[string]string{
-	"postgres": "CREATE TABLE starts (id BIGSERIAL PRIMARY KEY, message_id VARCHAR(64) NOT NULL, pid INTEGER NOT NULL)",
-	"mysql":    "CREATE TABLE starts (id BIGINT AUTO_INCREMENT PRIMARY KEY, message_id VARCHAR(64) NOT NULL, pid INTEGER NOT NULL)",
-	"sqlite":   "CREATE TABLE starts (id INTEGER PRIMARY KEY AUTOINCREMENT, message_id TEXT NOT NULL, pid INTEGER NOT NULL)",
+	"postgres": "CREATE TABLE starts (id BIGSERIAL PRIMARY KEY, message_id VARCHAR(64) NOT NULL, pid INTEGER NOT NULL, batch BIGINT NOT NULL)",
+	"mysql":    "CREATE TABLE starts (id BIGINT AUTO_INCREMENT PRIMARY KEY, message_id VARCHAR(64) NOT NULL, pid INTEGER NOT NULL, batch BIGINT NOT NULL)",
+	"sqlite":   "CREATE TABLE starts (id INTEGER PRIMARY KEY AUTOINCREMENT, message_id TEXT NOT NULL, pid INTEGER NOT NULL, batch INTEGER NOT NULL)",
 }
 
 // stallOptions are the options of both relays of the stall test.
@@ -212,8 +216,10 @@ func TestStalledRelayChild(t *testing.T) {
 // A relay in ordered mode stopped (SIGSTOP) in the middle of its work for
 // longer than its lease, while another relay takes its lanes over, publishes
 // nothing of those lanes once it is continued (SIGCONT): the only messages
-// published twice are those whose publish it had started before it
-// stopped, which it had not acknowledged, and they are at most a batch.
+// published twice are those of the batches whose publish it had started
+// before it stopped, which it had not acknowledged, and they are at most a
+// batch. (Once continued, it may go on with such a batch for a moment, until
+// the timer of the publish timeout, overdue, has run.)
 func TestStalledRelayPublishesNothingItLost(t *testing.T) {
 	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, ob *outbox.Outbox) {
 		ctx := context.Background()
@@ -261,10 +267,11 @@ func TestStalledRelayPublishesNothingItLost(t *testing.T) {
 		stopParent()
 
 		type start struct {
-			id  int64
-			pid int
+			id    int64
+			pid   int
+			batch int64
 		}
-		rows, err := db.QueryContext(ctx, "SELECT id, message_id, pid FROM starts ORDER BY id")
+		rows, err := db.QueryContext(ctx, "SELECT id, message_id, pid, batch FROM starts ORDER BY id")
 		require.NoError(t, err)
 		defer rows.Close()
 		starts := map[string][]start{}
@@ -275,7 +282,7 @@ func TestStalledRelayPublishesNothingItLost(t *testing.T) {
 				s  start
 				id string
 			)
-			require.NoError(t, rows.Scan(&s.id, &id, &s.pid))
+			require.NoError(t, rows.Scan(&s.id, &id, &s.pid, &s.batch))
 			starts[id] = append(starts[id], s)
 			order = append(order, id)
 			if s.pid == pid && s.id > last {
@@ -283,24 +290,32 @@ func TestStalledRelayPublishesNothingItLost(t *testing.T) {
 			}
 		}
 		require.NoError(t, rows.Err())
+		inFlight := map[int64]bool{} // the child's batches started before it stopped
+		for _, ss := range starts {
+			for _, s := range ss {
+				if s.pid == pid && s.id <= last {
+					inFlight[s.batch] = true
+				}
+			}
+		}
 		assert.Len(t, starts, keys*perKey, "every message published")
 		assertKeyOrder(t, order)
 		// A message published twice must have been in the child's hands
-		// as it stopped: started before, never acknowledged.
+		// as it stopped: in a batch it had started, never acknowledged.
 		var duplicated, unexplained []string
 		for id, ss := range starts {
 			if len(ss) == 1 {
 				continue
 			}
 			duplicated = append(duplicated, id)
-			if !slices.ContainsFunc(ss, func(s start) bool { return s.pid == pid && s.id <= last }) {
+			if !slices.ContainsFunc(ss, func(s start) bool { return s.pid == pid && inFlight[s.batch] }) {
 				unexplained = append(unexplained, fmt.Sprintf("%s %v", id, ss))
 			}
 		}
 		slices.Sort(duplicated)
 		slices.Sort(unexplained)
 		assert.Empty(t, unexplained[:min(len(unexplained), 10)],
-			"%d messages published more than once, none of the copies started by the child before it stopped (id, [start pid])", len(unexplained))
+			"%d messages published more than once, none of the copies in a batch the child started before it stopped (id, [start pid batch])", len(unexplained))
 		t.Logf("%s: the child held %d lanes as it stopped; %d publishes by the child after it went on; %d messages published twice: %v",
 			db.Dialect, held, afterContinue, len(duplicated), duplicated[:min(len(duplicated), 2*batch)])
 		assert.LessOrEqual(t, len(duplicated), batch, "duplicates are bounded by the batch in flight")
