@@ -53,10 +53,11 @@
 // causes at most one batch ([WithBatchSize]) of duplicates: the messages it
 // had published and not yet acknowledged, and a publish under way when the
 // lease ran out. The message ID goes to the broker (NATS Nats-Msg-Id, AMQP
-// message-id) and to consumers, whose [Inbox] drops duplicates. A message that fails is tried
-// again after a backoff and marked dead after [WithMaxAttempts]; operators
-// list, retry and discard dead messages with [Outbox.ListDead],
-// [Outbox.Retry] and [Outbox.Discard], and watch [Outbox.Backlog].
+// message-id) and to consumers, whose [Inbox] drops duplicates. A message
+// that fails is tried again after a backoff and marked dead after
+// [WithMaxAttempts]; operators list, retry and discard dead messages with
+// [Outbox.ListDead], [Outbox.Retry] and [Outbox.Discard], and watch
+// [Outbox.Backlog].
 //
 // # Ordering
 //
