@@ -146,8 +146,8 @@ const (
 // startsPublisher stands for a broker that takes brokerDelay a message and
 // records, before anything else, the start of each message's publish in the
 // starts table, with the process ID and the batch (the call to Publish,
-// numbered in the process), in autocommit: a record that a stopped process cannot date
-// after it stopped.
+// numbered in the process), in autocommit: a record that a stopped process
+// cannot date after it stopped.
 type startsPublisher struct {
 	db      *sql.DB
 	insert  string
