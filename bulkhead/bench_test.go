@@ -39,18 +39,24 @@ func BenchmarkDoParallel(b *testing.B) {
 // BenchmarkDoRefused is a call refused by a full bulkhead.
 func BenchmarkDoRefused(b *testing.B) {
 	bh := bulkhead.New(1)
-	hold := make(chan struct{})
-	started := make(chan struct{})
-	go func() {
-		_ = bh.Do(context.Background(), func(context.Context) error { close(started); <-hold; return nil })
-	}()
-	<-started
-	defer close(hold)
+	defer occupy(bh)()
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = bh.Do(ctx, nop)
 	}
+}
+
+// occupy fills the single slot of p with a call that holds it until the
+// returned release is called.
+func occupy(p resilience.Policy) (release func()) {
+	hold := make(chan struct{})
+	started := make(chan struct{})
+	go func() {
+		_ = p.Do(context.Background(), func(context.Context) error { close(started); <-hold; return nil })
+	}()
+	<-started
+	return func() { close(hold) }
 }
 
 // BenchmarkSemaphore is golang.org/x/sync/semaphore's TryAcquire and
@@ -97,13 +103,7 @@ func BenchmarkDoRefusedObserved(b *testing.B) {
 	for _, o := range observers {
 		b.Run(o.name, func(b *testing.B) {
 			bh := bulkhead.New(1, bulkhead.WithObserver(o.o))
-			hold := make(chan struct{})
-			started := make(chan struct{})
-			go func() {
-				_ = bh.Do(context.Background(), func(context.Context) error { close(started); <-hold; return nil })
-			}()
-			<-started
-			defer close(hold)
+			defer occupy(bh)()
 			ctx := context.Background()
 			b.ReportAllocs()
 			for b.Loop() {
@@ -162,13 +162,7 @@ func BenchmarkAdaptiveDoParallel(b *testing.B) {
 // bulkhead.
 func BenchmarkAdaptiveDoRefused(b *testing.B) {
 	a := bulkhead.Adaptive(bulkhead.WithLimits(1, 1, 1))
-	hold := make(chan struct{})
-	started := make(chan struct{})
-	go func() {
-		_ = a.Do(context.Background(), func(context.Context) error { close(started); <-hold; return nil })
-	}()
-	<-started
-	defer close(hold)
+	defer occupy(a)()
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
