@@ -12,6 +12,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/internal/wait"
 	"github.com/resilience-go/resilience/ratelimit"
 )
 
@@ -351,7 +352,7 @@ func (s *store) do(ctx context.Context, name string, op resilience.Op) error {
 		s.rejected.Add(1)
 		return &LimitedError{key: name, keyed: s.keyed, wait: r.wait, at: time.Now()}
 	}
-	if r.wait > 0 && !sleep(ctx, r.wait) {
+	if r.wait > 0 && !wait.Sleep(ctx, r.wait) {
 		s.giveBack(ctx, name, r.tat)
 		return ctx.Err()
 	}
@@ -404,17 +405,4 @@ func (s *store) limitedLocally(name string, le *ratelimit.LimitedError) *Limited
 func (s *store) metrics() Metrics {
 	return Metrics{Admitted: s.admitted.Load(), Rejected: s.rejected.Load(),
 		Fallback: s.fellBack.Load(), Errors: s.errs.Load()}
-}
-
-// sleep waits d, or until ctx is done, and reports whether the wait ran its
-// course.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
