@@ -23,6 +23,9 @@ type broker interface {
 	// fetch waits for up to n messages for the warehouse's durable
 	// consumer, or until ctx is done.
 	fetch(ctx context.Context, n int) ([]delivery, error)
+	// drained reports whether the consumer has acknowledged every message
+	// the broker holds.
+	drained(ctx context.Context) (bool, error)
 }
 
 // delivery is a message handed to the warehouse, to acknowledge once
@@ -80,6 +83,14 @@ type jsBroker struct {
 }
 
 func (b *jsBroker) name() string { return "NATS JetStream" }
+
+func (b *jsBroker) drained(ctx context.Context) (bool, error) {
+	info, err := b.cons.Info(ctx)
+	if err != nil {
+		return false, err
+	}
+	return info.NumPending == 0 && info.NumAckPending == 0, nil
+}
 
 func (b *jsBroker) fetch(ctx context.Context, n int) ([]delivery, error) {
 	batch, err := b.cons.Fetch(n, jetstream.FetchMaxWait(200*time.Millisecond))
@@ -158,6 +169,12 @@ func (b *memBroker) fetch(ctx context.Context, n int) ([]delivery, error) {
 		}
 		t.Stop()
 	}
+}
+
+func (b *memBroker) drained(context.Context) (bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.next == len(b.log), nil
 }
 
 func (b *memBroker) ack(i int) {

@@ -229,18 +229,29 @@ func run(ctx context.Context, cfg config, out io.Writer) (report, error) {
 	secondDone := make(chan error, 1)
 	wg.Go(func() { secondDone <- wh.consume(bg, b, -1) })
 
-	// Wait until the warehouse's copy has every event.
+	// Wait until the warehouse's copy has every event and the broker has
+	// every message acknowledged, the one the first warehouse left
+	// unacknowledged included.
 	deadline := time.Now().Add(time.Minute)
 	for {
 		n, err := wh.versions(ctx)
 		if err != nil {
 			return rep, err
 		}
+		drained := false
 		if n == rep.events {
+			if drained, err = b.drained(ctx); err != nil {
+				return rep, err
+			}
+		}
+		if drained {
 			break
 		}
-		if time.Now().After(deadline) {
+		if time.Now().After(deadline) && n != rep.events {
 			return rep, fmt.Errorf("the warehouse applied %d events of %d within a minute", n, rep.events)
+		}
+		if time.Now().After(deadline) {
+			return rep, errors.New("the broker still held unacknowledged messages after a minute")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
