@@ -117,6 +117,8 @@ type call struct {
 
 	spare   keep.Keeper // for the first attempt's timeout: in call, to save an allocation
 	sparing atomic.Bool // spare was handed out
+
+	firstReq http.Request // the first attempt's copy of req: in call, to save an allocation
 }
 
 // callKey is the ctx key under which a call answers for itself.
@@ -284,7 +286,8 @@ func (c *call) request(ctx context.Context) (*http.Request, error) {
 		if ctx == context.Context(c) && c.first == req.Body {
 			return req, nil
 		}
-		r := req.WithContext(ctx)
+		c.firstReq = *req.WithContext(ctx) // the copy WithContext makes stays on the stack
+		r := &c.firstReq
 		if c.first != req.Body {
 			r.Body = c.first
 			if c.buf != nil {
