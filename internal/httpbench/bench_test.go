@@ -79,6 +79,24 @@ func send(tb testing.TB, rt http.RoundTripper, req *http.Request) {
 	resp.Body.Close()
 }
 
+// compared is next alone (bare), next with a context.WithTimeout of its
+// own (bare+timeout), and each library's RoundTripper with a retry, a
+// breaker and a timeout around next.
+func compared(next http.RoundTripper) []struct {
+	name string
+	rt   http.RoundTripper
+} {
+	return []struct {
+		name string
+		rt   http.RoundTripper
+	}{
+		{"bare", next},
+		{"bare+timeout", withTimeout{next}},
+		{"resiliencehttp", ours(next)},
+		{"failsafehttp", theirs(next)},
+	}
+}
+
 // BenchmarkRoundTrip is a GET to a loopback server through net/http's
 // Transport alone (bare), with a context.WithTimeout of its own
 // (bare+timeout), and inside each library's RoundTripper with a retry, a
@@ -86,15 +104,7 @@ func send(tb testing.TB, rt http.RoundTripper, req *http.Request) {
 func BenchmarkRoundTrip(b *testing.B) {
 	s, base := loopback(b, ok)
 	req, _ := http.NewRequest(http.MethodGet, s.URL, nil)
-	for _, rt := range []struct {
-		name string
-		rt   http.RoundTripper
-	}{
-		{"bare", base},
-		{"bare+timeout", withTimeout{base}},
-		{"resiliencehttp", ours(base)},
-		{"failsafehttp", theirs(base)},
-	} {
+	for _, rt := range compared(base) {
 		b.Run(rt.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
@@ -113,15 +123,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 func BenchmarkLoopbackOverhead(b *testing.B) {
 	s, base := loopback(b, ok)
 	req, _ := http.NewRequest(http.MethodGet, s.URL, nil)
-	for _, rt := range []struct {
-		name string
-		rt   http.RoundTripper
-	}{
-		{"bare", base},
-		{"bare+timeout", withTimeout{base}},
-		{"resiliencehttp", ours(base)},
-		{"failsafehttp", theirs(base)},
-	} {
+	for _, rt := range compared(base) {
 		b.Run(rt.name, func(b *testing.B) {
 			var bare, wrapped time.Duration
 			for b.Loop() {
@@ -141,15 +143,7 @@ func BenchmarkLoopbackOverhead(b *testing.B) {
 func BenchmarkOverhead(b *testing.B) {
 	var next http.RoundTripper = memory{}
 	req, _ := http.NewRequest(http.MethodGet, "http://api.test/", nil)
-	for _, rt := range []struct {
-		name string
-		rt   http.RoundTripper
-	}{
-		{"bare", next},
-		{"bare+timeout", withTimeout{next}},
-		{"resiliencehttp", ours(next)},
-		{"failsafehttp", theirs(next)},
-	} {
+	for _, rt := range compared(next) {
 		b.Run(rt.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
