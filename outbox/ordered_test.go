@@ -185,6 +185,7 @@ func TestOrderedPoisonBlocksOnlyItsLane(t *testing.T) {
 		other := sameLaneKey(t, "p")
 		enqueue(t, db.DB, ob, outbox.Message{ID: "p:1", Topic: "t", Key: "p"}, outbox.Message{ID: "p:2", Topic: "t", Key: "p"},
 			outbox.Message{ID: other + ":1", Topic: "t", Key: other}, outbox.Message{ID: "free:1", Topic: "t", Key: "free"})
+		settle(t, db)
 		for range 5 {
 			_, err := relay.Process(ctx)
 			require.NoError(t, err)
@@ -236,6 +237,7 @@ func TestOrderedRetryKeepsOrder(t *testing.T) {
 			msgs = append(msgs, outbox.Message{ID: fmt.Sprint("k:", i), Topic: "t", Key: "k"})
 		}
 		enqueue(t, db.DB, ob, msgs...)
+		settle(t, db)
 		require.Eventually(t, func() bool {
 			_, err := relay.Process(context.Background())
 			require.NoError(t, err)

@@ -90,6 +90,26 @@ func forEachDatabase(t *testing.T, f func(t *testing.T, db *servicetest.DB, ob *
 	}
 }
 
+// settle waits, on PostgreSQL, until every transaction that was open when
+// it was called has ended. An ordered relay publishes a message only once
+// every older transaction has ended (the snapshot's xmin), and that
+// includes the transactions of other tests on the same server: a test that
+// expects a lane's message at once settles first.
+func settle(t testing.TB, db *servicetest.DB) {
+	t.Helper()
+	if db.Dialect != "postgres" {
+		return
+	}
+	var xid string
+	require.NoError(t, db.QueryRow("SELECT pg_current_xact_id()::text").Scan(&xid))
+	require.Eventually(t, func() bool {
+		var ended bool
+		err := db.QueryRow("SELECT pg_snapshot_xmin(pg_current_snapshot()) > $1::xid8", xid).Scan(&ended)
+		require.NoError(t, err)
+		return ended
+	}, 2*time.Minute, 5*time.Millisecond, "every transaction older than %s ends", xid)
+}
+
 // enqueue writes msgs in one committed transaction of db.
 func enqueue(t testing.TB, db *sql.DB, ob *outbox.Outbox, msgs ...outbox.Message) {
 	t.Helper()
@@ -449,6 +469,7 @@ func TestObserverEvents(t *testing.T) {
 				// The poison message has a key, so that in ordered mode it
 				// goes through a lane; the fine one has none.
 				enqueue(t, db.DB, ob, outbox.Message{ID: "poison", Topic: "t", Key: "k"}, outbox.Message{ID: "fine", Topic: "t"})
+				settle(t, db)
 				pub := &memPublisher{fail: func(m outbox.Message) error {
 					if m.ID == "poison" {
 						return errBroker

@@ -290,6 +290,7 @@ func TestOrderedRetryBackoffIsHonoured(t *testing.T) {
 		}}
 		relay := ob.NewRelay(pub, outbox.WithOrdered(), outbox.WithGapGrace(0), outbox.WithRetryBackoff(time.Hour, time.Hour))
 		enqueue(t, db.DB, ob, outbox.Message{ID: "k:1", Topic: "t", Key: "k"}, outbox.Message{ID: "k:2", Topic: "t", Key: "k"})
+		settle(t, db)
 
 		before := dbNow(t, db)
 		_, err := relay.Process(ctx)
@@ -329,6 +330,7 @@ func TestOrderedPublishTimeoutCountsAnAttempt(t *testing.T) {
 		relay := ob.NewRelay(pub, outbox.WithOrdered(), outbox.WithGapGrace(0), outbox.WithMaxAttempts(1),
 			outbox.WithPublishTimeout(100*time.Millisecond), outbox.WithLease(10*time.Second))
 		enqueue(t, db.DB, ob, outbox.Message{ID: "k:1", Topic: "t", Key: "k"})
+		settle(t, db)
 		for range 3 {
 			_, err := relay.Process(ctx)
 			require.NoError(t, err)
@@ -353,6 +355,7 @@ func TestOrderedSlowPassIsAcknowledged(t *testing.T) {
 		for i := 1; i <= 5; i++ {
 			enqueue(t, db.DB, ob, outbox.Message{ID: fmt.Sprint("k:", i), Topic: "t", Key: "k"})
 		}
+		settle(t, db)
 		assert.Equal(t, 5, drain(t, relay))
 		assert.Zero(t, count(t, ob), "every message acknowledged")
 		assert.Equal(t, []string{"k:1", "k:2", "k:3", "k:4", "k:5"}, pub.ids(), "each published once")
@@ -373,6 +376,7 @@ func TestDiscardFreesTheLane(t *testing.T) {
 		relay := ob.NewRelay(pub, outbox.WithOrdered(), outbox.WithMaxAttempts(1),
 			outbox.WithRetryBackoff(time.Hour, time.Hour), outbox.WithGapGrace(0))
 		enqueue(t, db.DB, ob, outbox.Message{ID: "p:1", Topic: "t", Key: "p"}, outbox.Message{ID: "p:2", Topic: "t", Key: "p"})
+		settle(t, db)
 		_, err := relay.Process(ctx)
 		require.NoError(t, err)
 		assert.Zero(t, drain(t, relay), "p:2 waits behind the dead p:1")
