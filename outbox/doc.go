@@ -71,8 +71,10 @@
 // published for a third of the lease, so a relay that joins gets its share
 // within about that time. A message is published only when no
 // message of a lower id can still appear: on PostgreSQL, once every
-// transaction older than it has ended; on MySQL, after a grace period
-// ([WithGapGrace]); on SQLite, whose writes are serial, at once. The order
+// transaction older than it has ended, in any database of the server, so
+// that a long transaction, or a prepared one left in doubt, holds the lanes
+// back until it ends; on MySQL, after a grace period ([WithGapGrace]); on
+// SQLite, whose writes are serial, at once. The order
 // of two messages of one key is the order their rows were inserted, which is
 // the order their transactions committed whenever those transactions are
 // serialized, as writers of one aggregate are by its row lock.
