@@ -134,9 +134,9 @@ func BenchmarkRoundTripParallel(b *testing.B) {
 
 // BenchmarkOverhead is the Transport around a next RoundTripper that
 // answers from memory, beside that RoundTripper alone: the overhead
-// without the network's noise. The timeout's ctx makes one allocation
+// without the network's noise. The timeout's ctx makes 3 allocations
 // fewer here than over the network, where net/http asks for its Done
-// channel.
+// channel and registers a ctx of its own under it.
 func BenchmarkOverhead(b *testing.B) {
 	resp := &http.Response{StatusCode: 200, Header: http.Header{}, Body: http.NoBody}
 	var next http.RoundTripper = roundTripper(func(*http.Request) (*http.Response, error) {
