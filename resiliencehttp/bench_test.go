@@ -50,19 +50,28 @@ func send(tb testing.TB, rt http.RoundTripper, req *http.Request) {
 	resp.Body.Close()
 }
 
+// compared is next alone (bare), and a Transport with benchPolicy around
+// next (transport).
+func compared(next http.RoundTripper) []struct {
+	name string
+	rt   http.RoundTripper
+} {
+	return []struct {
+		name string
+		rt   http.RoundTripper
+	}{
+		{"bare", next},
+		{"transport", resiliencehttp.NewTransport(next, resiliencehttp.WithPolicy(benchPolicy()))},
+	}
+}
+
 // BenchmarkRoundTrip is a GET to a loopback server through net/http's
 // Transport alone (bare), and through a Transport with retry, a breaker
 // per host and a timeout around it: the difference is the overhead.
 func BenchmarkRoundTrip(b *testing.B) {
 	s, base := loopback(b)
 	req, _ := http.NewRequest(http.MethodGet, s.URL, nil)
-	for _, rt := range []struct {
-		name string
-		rt   http.RoundTripper
-	}{
-		{"bare", base},
-		{"transport", resiliencehttp.NewTransport(base, resiliencehttp.WithPolicy(benchPolicy()))},
-	} {
+	for _, rt := range compared(base) {
 		b.Run(rt.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
@@ -114,13 +123,7 @@ func mallocsPerRequest(t *testing.T, rt http.RoundTripper, req *http.Request) fl
 func BenchmarkRoundTripParallel(b *testing.B) {
 	s, base := loopback(b)
 	req, _ := http.NewRequest(http.MethodGet, s.URL, nil)
-	for _, rt := range []struct {
-		name string
-		rt   http.RoundTripper
-	}{
-		{"bare", base},
-		{"transport", resiliencehttp.NewTransport(base, resiliencehttp.WithPolicy(benchPolicy()))},
-	} {
+	for _, rt := range compared(base) {
 		b.Run(rt.name, func(b *testing.B) {
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
@@ -144,13 +147,7 @@ func BenchmarkOverhead(b *testing.B) {
 		return resp, nil
 	})
 	req, _ := http.NewRequest(http.MethodGet, "http://api.test/", nil)
-	for _, rt := range []struct {
-		name string
-		rt   http.RoundTripper
-	}{
-		{"bare", next},
-		{"transport", resiliencehttp.NewTransport(next, resiliencehttp.WithPolicy(benchPolicy()))},
-	} {
+	for _, rt := range compared(next) {
 		b.Run(rt.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
