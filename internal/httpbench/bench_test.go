@@ -122,10 +122,10 @@ func BenchmarkRoundTrip(b *testing.B) {
 // not: on loopback, those drift by more than the overhead measured.
 //
 // It measures two kinds of request. With ctx=background the request's ctx
-// never ends, so the bare request pays nothing for one that can, and the
-// wrappers pay all of it. With ctx=caller the request's ctx can be
-// cancelled, as the ctx of a request a server is handling can: net/http
-// pays for watching it on both sides of the pair.
+// never ends: net/http has nothing to watch for the bare request, and the
+// wrappers pay for watching the ctx they add. With ctx=caller the
+// request's ctx can be cancelled, as the ctx of a request a server is
+// handling can: net/http watches a ctx on both sides of the pair.
 func BenchmarkLoopbackOverhead(b *testing.B) {
 	s, base := loopback(b, ok)
 	caller, cancel := context.WithCancel(context.Background())
