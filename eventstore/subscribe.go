@@ -75,6 +75,7 @@ type subscriber struct {
 	cfg  config
 
 	held     bool      // the subscriber owns the lease, as far as it knows
+	took     bool      // it took the lease and has not given it back: it may own it, held or not
 	position int64     // the checkpoint, while held
 	renewed  time.Time // when the lease was last set, on this process's clock
 }
@@ -172,7 +173,7 @@ func (sub *subscriber) acquire(ctx context.Context) (bool, error) {
 		return false, nil
 	}
 	pos := positions[0]
-	sub.held, sub.position, sub.renewed = true, pos, start
+	sub.held, sub.took, sub.position, sub.renewed = true, true, pos, start
 	return true, nil
 }
 
@@ -214,9 +215,12 @@ func (sub *subscriber) batch(ctx context.Context) (int, error) {
 }
 
 // release gives the lease back, so that another subscriber takes over at
-// once.
+// once. It does so even when the subscriber no longer knows that it holds
+// the lease (a commit that failed as ctx ended leaves the lease its own):
+// the update is fenced by the owner, and changes nothing if another took
+// the lease over.
 func (sub *subscriber) release() {
-	if !sub.held {
+	if !sub.took {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -226,7 +230,7 @@ func (sub *subscriber) release() {
 	if err != nil {
 		sub.report(fmt.Errorf("eventstore: release %q: %w", sub.name, err))
 	}
-	sub.held = false
+	sub.held, sub.took = false, false
 }
 
 func (sub *subscriber) report(err error) {

@@ -3,10 +3,12 @@ package eventstore_test
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -243,6 +245,123 @@ func TestSubscribeCatchesUpThenGoesLive(t *testing.T) {
 		assert.Zero(t, statuses[0].Lag)
 		assert.Empty(t, statuses[0].Owner, "the lease was given back")
 	})
+}
+
+// A subscription whose ctx ends just before its batch commits fails the
+// commit, which leaves the subscriber unsure of its checkpoint; it still
+// gives the lease back as it returns, and the next subscriber handles the
+// batch again.
+func TestSubscribeGivesTheLeaseBackWhenCancelledBeforeACommit(t *testing.T) {
+	forEachDatabase(t, func(t *testing.T, db *servicetest.DB, s *eventstore.Store) {
+		ctx := context.Background()
+		createApplied(t, db.DB)
+		for i := range 3 {
+			_, err := appendTx(ctx, s, fmt.Sprint("order-", i), eventstore.Any, ev("Placed", ""))
+			require.NoError(t, err)
+		}
+		live, cancel := context.WithCancel(ctx)
+		defer cancel()
+		// The checkpoint's update is the batch's last statement before
+		// the commit.
+		cancelling := eventstore.New(cancelAfter(t, db, "_subscriptions SET position", cancel), dialectNamed(db.Dialect))
+		var errs []error
+		require.NoError(t, cancelling.Subscribe(live, "orders", applyInto(db.Dialect, "a"),
+			eventstore.WithOnError(func(err error) { errs = append(errs, err) })))
+		require.Error(t, live.Err(), "the ctx ended in the batch")
+		assert.Empty(t, errs)
+		assert.Zero(t, appliedCount(t, db.DB), "the batch rolled back")
+		statuses, err := s.Subscriptions(ctx)
+		require.NoError(t, err)
+		require.Len(t, statuses, 1)
+		assert.Zero(t, statuses[0].Position)
+		assert.Empty(t, statuses[0].Owner, "the lease was given back")
+
+		require.NoError(t, s.Subscribe(ctx, "orders", applyInto(db.Dialect, "b"), eventstore.UntilCaughtUp()))
+		checkApplied(t, db.DB, 3)
+	})
+}
+
+// cancelAfter returns a handle on db's database whose connections call
+// cancel once a statement that contains match has run on them, as if the
+// caller's ctx ended just then.
+func cancelAfter(t *testing.T, db *servicetest.DB, match string, cancel context.CancelFunc) *sql.DB {
+	dsn := db.DSN
+	if db.Dialect == "mysql" {
+		dsn += "&interpolateParams=true" // statements with arguments run as ExecContext
+	}
+	var c driver.Connector = dsnConnector{db.DB.Driver(), dsn}
+	if dc, ok := db.DB.Driver().(driver.DriverContext); ok {
+		var err error
+		c, err = dc.OpenConnector(dsn)
+		require.NoError(t, err)
+	}
+	h := sql.OpenDB(cancellingConnector{c, match, cancel})
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
+type dsnConnector struct {
+	d   driver.Driver
+	dsn string
+}
+
+func (c dsnConnector) Connect(context.Context) (driver.Conn, error) { return c.d.Open(c.dsn) }
+func (c dsnConnector) Driver() driver.Driver                        { return c.d }
+
+type cancellingConnector struct {
+	driver.Connector
+	match  string
+	cancel context.CancelFunc
+}
+
+func (c cancellingConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	conn, err := c.Connector.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return cancellingConn{conn, c.match, c.cancel}, nil
+}
+
+// cancellingConn is a driver's connection, with the interfaces that
+// database/sql uses of the three drivers of the tests.
+type cancellingConn struct {
+	driver.Conn
+	match  string
+	cancel context.CancelFunc
+}
+
+func (c cancellingConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	res, err := c.Conn.(driver.ExecerContext).ExecContext(ctx, query, args)
+	if err == nil && strings.Contains(query, c.match) {
+		c.cancel()
+	}
+	return res, err
+}
+
+func (c cancellingConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	return c.Conn.(driver.QueryerContext).QueryContext(ctx, query, args)
+}
+
+func (c cancellingConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
+	return c.Conn.(driver.ConnPrepareContext).PrepareContext(ctx, query)
+}
+
+func (c cancellingConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
+	return c.Conn.(driver.ConnBeginTx).BeginTx(ctx, opts)
+}
+
+func (c cancellingConn) CheckNamedValue(v *driver.NamedValue) error {
+	if nc, ok := c.Conn.(driver.NamedValueChecker); ok {
+		return nc.CheckNamedValue(v)
+	}
+	return driver.ErrSkip
+}
+
+func (c cancellingConn) ResetSession(ctx context.Context) error {
+	if r, ok := c.Conn.(driver.SessionResetter); ok {
+		return r.ResetSession(ctx)
+	}
+	return nil
 }
 
 // A handler that fails has its batch rolled back and handed over again: its
