@@ -197,23 +197,20 @@ func TestStallChild(t *testing.T) {
 			}
 		}
 	}
-	c := saga.New(saga.WithStore(db, dialectNamed(dialect)), saga.WithLease(stallLease(dialect)), saga.WithAfterCommit(hook),
+	c := saga.New(saga.WithStore(db, dialectNamed(dialect)), saga.WithLease(stallLease), saga.WithAfterCommit(hook),
 		saga.WithAttempts(3, time.Millisecond, time.Millisecond))
 	err = c.Run(context.Background(), stallScenarioNamed(os.Getenv("STALL_SCENARIO")).def(r), os.Getenv("STALL_ID"), nil)
 	fmt.Printf("stall: run: %v; lease lost: %t\n", err, errors.Is(err, saga.ErrLeaseLost))
 }
 
-// stallLease is the lease of the children of TestStalledCoordinatorStartsNothing.
-// On SQLite, a dozen children and the recovery share one file, which lets
-// one writer in at a time and keeps no order among processes that wait: a
-// renewal there may wait long enough, on a loaded machine, for a lease of a
-// second to be given up before the child reaches its boundary.
-func stallLease(dialect string) time.Duration {
-	if dialect == "sqlite" {
-		return 3 * time.Second
-	}
-	return time.Second
-}
+// stallLease is the lease of the children of
+// TestStalledCoordinatorStartsNothing: long enough for a child to reach its
+// boundary, renewing as it goes, on a machine loaded by a dozen children
+// and the race detector (a child renews every third of the lease, and gives
+// the instance up when a renewal takes longer than that). On SQLite, the
+// children and the recovery also share one file, which lets one writer in
+// at a time.
+const stallLease = 3 * time.Second
 
 // A coordinator frozen (SIGSTOP) at a boundary between two calls, past its
 // lease, while another process takes the instance over and finishes it,
