@@ -388,7 +388,7 @@ func TestOptionsPanic(t *testing.T) {
 // A call whose first attempt ends before the delay allocates only the
 // attempt's ctx: the call and its timer are reused.
 func TestNoHedgeAllocs(t *testing.T) {
-	if raceEnabled {
+	if policytest.RaceEnabled {
 		t.Skip("the race detector allocates on its own; make test runs the allocation tests without it")
 	}
 	ctx := context.Background()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/circuitbreaker"
+	"github.com/resilience-go/resilience/internal/policytest"
 	"github.com/resilience-go/resilience/resiliencehttp"
 	"github.com/resilience-go/resilience/retry"
 	"github.com/resilience-go/resilience/timeout"
@@ -89,7 +90,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 // the least of 5 rounds of each is kept: anything else running adds, never
 // takes away.
 func TestLoopbackAllocations(t *testing.T) {
-	if raceEnabled {
+	if policytest.RaceEnabled {
 		t.Skip("the race detector allocates on its own")
 	}
 	s, base := loopback(t)

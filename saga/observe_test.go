@@ -261,7 +261,7 @@ func TestObserverEventsOfRounds(t *testing.T) {
 // subjects of a step call's events, one for its start and one for its end:
 // its events are values.
 func TestObserverAllocatesOnlySubjects(t *testing.T) {
-	if raceEnabled {
+	if policytest.RaceEnabled {
 		t.Skip("the race detector allocates on its own")
 	}
 	noop := func(context.Context, *saga.Call) error { return nil }

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/resilience-go/resilience/internal/policytest"
 	"github.com/resilience-go/resilience/retry"
 	"github.com/resilience-go/resilience/saga"
 )
@@ -446,7 +447,7 @@ func TestCompensationPanicIsRetried(t *testing.T) {
 
 // An in-memory saga allocates once per step beyond a fixed cost.
 func TestInMemoryAllocations(t *testing.T) {
-	if raceEnabled {
+	if policytest.RaceEnabled {
 		t.Skip("the race detector allocates on its own")
 	}
 	noop := func(context.Context, *saga.Call) error { return nil }

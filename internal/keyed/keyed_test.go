@@ -15,6 +15,7 @@ import (
 	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/circuitbreaker"
 	"github.com/resilience-go/resilience/internal/keyed"
+	"github.com/resilience-go/resilience/internal/policytest"
 )
 
 func nop(context.Context) error { return nil }
@@ -241,7 +242,7 @@ func TestIsNil(t *testing.T) {
 
 // A call to a key kept allocates nothing.
 func TestPolicyAllocations(t *testing.T) {
-	if raceEnabled {
+	if policytest.RaceEnabled {
 		t.Skip("the race detector allocates on its own")
 	}
 	m := keyed.New("keyed: Test", func(string) resilience.Policy { return resilience.Chain() }, 10, time.Minute)

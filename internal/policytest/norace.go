@@ -2,4 +2,6 @@
 
 package policytest
 
-const raceEnabled = false
+// RaceEnabled reports whether the race detector is on: it allocates on its
+// own, so allocation tests skip under it.
+const RaceEnabled = false

@@ -225,7 +225,7 @@ func checkObservedCallContext(t *testing.T, _ resilience.PolicyKind, newPolicy f
 }
 
 func checkObservedNoAllocs(t *testing.T, _ resilience.PolicyKind, newPolicy func(string, resilience.Observer) resilience.Policy) {
-	if raceEnabled {
+	if RaceEnabled {
 		t.Skip("the race detector allocates on its own; make test runs the allocation tests without it")
 	}
 	nop := resilience.ObserverFunc(func(context.Context, resilience.Event) {})

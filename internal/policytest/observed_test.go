@@ -110,7 +110,7 @@ func TestRunObservedCatchesBrokenPolicies(t *testing.T) {
 	for _, defect := range defects {
 		rule := brokenObserved[defect]
 		t.Run(defect, func(t *testing.T) {
-			if rule == "NoAllocs" && raceEnabled {
+			if rule == "NoAllocs" && policytest.RaceEnabled {
 				t.Skip("RunObserved counts allocations only without the race detector; make test runs this without it")
 			}
 			t.Parallel()

@@ -320,7 +320,7 @@ func TestRunCatchesBrokenPolicies(t *testing.T) {
 		})
 	}
 	t.Run("racy", func(t *testing.T) {
-		if !raceEnabled {
+		if !policytest.RaceEnabled {
 			t.Skip("a data race is reported only in a build with -race")
 		}
 		t.Parallel()

@@ -2,5 +2,6 @@
 
 package policytest
 
-// raceEnabled: the race detector is on, and allocates on its own.
-const raceEnabled = true
+// RaceEnabled reports whether the race detector is on: it allocates on its
+// own, so allocation tests skip under it.
+const RaceEnabled = true

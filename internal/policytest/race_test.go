@@ -1,5 +1,0 @@
-//go:build race
-
-package policytest_test
-
-const raceEnabled = true

@@ -1,5 +1,0 @@
-//go:build !race
-
-package resiliencehttp_test
-
-const raceEnabled = false

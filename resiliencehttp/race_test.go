@@ -1,6 +1,0 @@
-//go:build race
-
-package resiliencehttp_test
-
-// raceEnabled: the race detector is on, and allocates on its own.
-const raceEnabled = true
