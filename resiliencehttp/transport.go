@@ -99,24 +99,27 @@ var errNoResponse = errors.New("resiliencehttp: the policy succeeded without a r
 // policy runs under, which answers for the call (and so for the host) to
 // any attempt and to PerHost. Attempts of one call never overlap (the
 // policy contract), so its fields need no lock.
+//
+// Its fields are ordered so that it fits the allocator's 512-byte class.
 type call struct {
-	ctx    context.Context // the request's
-	t      *Transport
-	req    *http.Request
-	host   string
-	replay bool          // attempts after the first may be made
-	buf    []byte        // the request body, read into memory by WithBufferBody
-	first  io.ReadCloser // the body of the first attempt that reaches next
-	sent   bool          // first went to next
+	ctx   context.Context // the request's
+	t     *Transport
+	req   *http.Request
+	host  string
+	buf   []byte        // the request body, read into memory by WithBufferBody
+	first io.ReadCloser // the body of the first attempt that reaches next
 
-	attempts int
-	err      error          // the first attempt's error, for a call that is not replayed
-	resp     *http.Response // the response of the attempt that succeeded
-	last     *StatusError   // the failure of the last attempt, its body unread
-	body     keptBody       // resp's body, when its ctx is kept: in call, to save an allocation
+	attempts int32
+	replay   bool        // attempts after the first may be made
+	sent     bool        // first went to next
+	sparing  atomic.Bool // spare was handed out
 
-	spare   keep.Keeper // for the first attempt's timeout: in call, to save an allocation
-	sparing atomic.Bool // spare was handed out
+	err  error          // the first attempt's error, for a call that is not replayed
+	resp *http.Response // the response of the attempt that succeeded
+	last *StatusError   // the failure of the last attempt, its body unread
+	body keptBody       // resp's body, when its ctx is kept: in call, to save an allocation
+
+	spare keep.Keeper // for the first attempt's timeout: in call, to save an allocation
 
 	firstReq http.Request // the first attempt's copy of req: in call, to save an allocation
 }
