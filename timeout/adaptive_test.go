@@ -153,13 +153,20 @@ func simulate(t *testing.T, a *timeout.AdaptiveTimeout, bases []time.Duration, l
 			wg.Go(func() {
 				for time.Since(start) < length {
 					l := dep.latency()
-					d := a.Timeout()
+					// The deadline is read and recorded under mu, so that
+					// the calls are in the order their deadlines were read,
+					// whichever of the goroutines that wake at one instant
+					// runs first.
+					mu.Lock()
+					j := len(p.deadlines)
+					p.deadlines = append(p.deadlines, a.Timeout())
+					p.at = append(p.at, time.Since(start))
+					p.timedOut = append(p.timedOut, false)
+					mu.Unlock()
 					err := a.Do(context.Background(), func(ctx context.Context) error { return sleep(ctx, l) })
 					mu.Lock()
 					p.calls++
-					p.deadlines = append(p.deadlines, d)
-					p.at = append(p.at, time.Since(start))
-					p.timedOut = append(p.timedOut, err != nil)
+					p.timedOut[j] = err != nil
 					if err != nil {
 						require.ErrorIs(t, err, timeout.ErrExceeded)
 						p.timeouts++
@@ -258,7 +265,10 @@ func TestAdaptiveDoesNotRatchetDown(t *testing.T) {
 
 func TestAdaptiveAllocations(t *testing.T) {
 	ctx := context.Background()
-	static, adaptive := timeout.New(time.Second), timeout.Adaptive()
+	// A lower bound of 1s, as the static timeout's: with the default 5ms, a
+	// call that a loaded machine holds up for 5ms finds its deadline passed
+	// and makes no timer.
+	static, adaptive := timeout.New(time.Second), timeout.Adaptive(timeout.WithBounds(time.Second, 3*time.Second))
 	want := testing.AllocsPerRun(1000, func() { _ = static.Do(ctx, nop) })
 	assert.Equal(t, want, testing.AllocsPerRun(1000, func() { _ = adaptive.Do(ctx, nop) }), "Do, as a static timeout's")
 }
