@@ -276,7 +276,7 @@ func stall(t *testing.T, s *store, recovery *saga.Coordinator, sc stallScenario)
 				default:
 					return reached()
 				}
-			}, time.Minute, time.Millisecond)
+			}, 3*time.Minute, time.Millisecond)
 			if reached() {
 				break
 			}
