@@ -21,9 +21,6 @@ import (
 	"github.com/resilience-go/resilience/outbox"
 )
 
-// defaultBatch is how many messages a relay claims at once by default.
-const defaultBatch = 256
-
 // brokerDelay is how long the slow brokers of these tests take a message.
 const brokerDelay = 10 * time.Millisecond
 
@@ -89,14 +86,14 @@ func TestOrderedRelaysPublishEachMessageOnce(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%d relays, %d keys", tt.relays, tt.keys), func(t *testing.T) {
 			forEachDatabase(t, func(t *testing.T, db *servicetest.DB, ob *outbox.Outbox) {
-				const perKey = 20
+				const perKey, batch = 20, 256
 				enqueueKeys(t, db.DB, ob, tt.keys, perKey)
 				total := tt.keys * perKey
 				broker := &slowBroker{copies: map[string]int{}, by: make([]int, tt.relays), busy: make([]time.Duration, tt.relays)}
 				var stale, errs atomic.Int64
 				start := time.Now()
 				stop := runRelays(t, tt.relays, func(i int) *outbox.Relay {
-					return ob.NewRelay(broker.publisher(i), outbox.WithOrdered(), outbox.WithGapGrace(0),
+					return ob.NewRelay(broker.publisher(i), outbox.WithOrdered(), outbox.WithGapGrace(0), outbox.WithBatchSize(batch),
 						outbox.WithLease(time.Second), outbox.WithPublishTimeout(400*time.Millisecond),
 						outbox.WithPollInterval(10*time.Millisecond), outbox.WithRelayID(fmt.Sprint("r", i)),
 						outbox.WithOnEvent(func(e outbox.Event) {
@@ -132,7 +129,7 @@ func TestOrderedRelaysPublishEachMessageOnce(t *testing.T) {
 					// database did not answer within the lease, on a loaded
 					// machine) was not healthy: each such error leaves at
 					// most one batch published and not acknowledged.
-					assert.LessOrEqual(t, duplicates, int(n)*defaultBatch, "at most a batch of duplicates for each of %d errors", n)
+					assert.LessOrEqual(t, duplicates, int(n)*batch, "at most a batch of duplicates for each of %d errors", n)
 				}
 				assert.Zero(t, stale.Load(), "no acknowledgement refused for a lease that ran out")
 				assertKeyOrder(t, broker.ids)
