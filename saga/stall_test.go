@@ -248,7 +248,11 @@ type stalled struct {
 // checks what each did then.
 func stall(t *testing.T, s *store, recovery *saga.Coordinator, sc stallScenario) {
 	ctx := context.Background()
-	start := func(b boundary, id string) *stalled {
+	start := func(b boundary, try int) *stalled {
+		id := sc.name + "-" + b.String()
+		if try > 1 {
+			id += "-" + strconv.Itoa(try)
+		}
 		st := &stalled{boundary: b, id: id, resume: filepath.Join(t.TempDir(), "resume")}
 		st.child = servicetest.StartChild(t, "TestStallChild", "STALL_DRIVER="+s.Driver, "STALL_DSN="+s.DSN,
 			"STALL_DIALECT="+s.Dialect, "STALL_SCENARIO="+sc.name, "STALL_ID="+st.id, "STALL_AFTER="+b.after,
@@ -257,7 +261,7 @@ func stall(t *testing.T, s *store, recovery *saga.Coordinator, sc stallScenario)
 	}
 	var all []*stalled
 	for _, b := range sc.boundaries {
-		all = append(all, start(b, sc.name+"-"+b.String()))
+		all = append(all, start(b, 1))
 	}
 	// Every child reaches its boundary before any is frozen: one frozen in
 	// the middle of a write would hold SQLite's lock. A child that gave its
@@ -284,7 +288,7 @@ func stall(t *testing.T, s *store, recovery *saga.Coordinator, sc stallScenario)
 			require.True(t, try < 3 && strings.Contains(out, "lease lost: true"),
 				"%s: the child ended before its boundary:\n%s", st.id, out)
 			t.Logf("%s: the child lost its lease before its boundary; starting it again:\n%s", st.id, out)
-			all[i] = start(st.boundary, fmt.Sprintf("%s-%s-%d", sc.name, st.boundary, try+1))
+			all[i] = start(st.boundary, try+1)
 		}
 	}
 	for _, st := range all {
