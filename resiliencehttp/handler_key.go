@@ -90,14 +90,19 @@ walk:
 }
 
 // forwardedAddr parses an entry of X-Forwarded-For: an IP address, with or
-// without a port, which is dropped.
+// without a port, which is dropped. Its zone, if any, names an interface:
+// an entry whose zone holds a space or a control character is not an
+// address, so that a key is always one entry.
 func forwardedAddr(entry string) (host string, a netip.Addr, ok bool) {
 	host = entry
 	if h, ok := cutHostPort(entry); ok {
 		host = h
 	}
 	a, err := netip.ParseAddr(host)
-	return host, a, err == nil
+	if err != nil || strings.ContainsFunc(a.Zone(), func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return host, a, false
+	}
+	return host, a, true
 }
 
 // trusts reports whether a is in a trusted prefix.
