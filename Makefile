@@ -40,7 +40,8 @@ bench:
 		(cd $$m && go test -run '^$$' -bench . -benchmem ./...); \
 	done
 
-## fuzz: every fuzz target for FUZZTIME (10s) each
+## fuzz: every fuzz target for FUZZTIME (10s) each, FUZZJOBS (one per CPU)
+## at a time
 fuzz:
 	FUZZTIME=$(FUZZTIME) .ci/fuzz
 
