@@ -46,8 +46,9 @@ const (
 // are set: resilience.attempt, resilience.count, resilience.delay,
 // resilience.from, resilience.to, resilience.cause, resilience.subject and
 // error. The record goes to l's handler with the event's ctx, so a handler
-// that reads trace IDs from it finds the caller's. A record below l's level costs one call to l's handler's Enabled
-// and allocates nothing. It panics if l is nil.
+// that reads trace IDs from it finds the caller's. A record below l's level
+// costs one call to l's handler's Enabled and allocates nothing. It panics
+// if l is nil.
 func SlogObserver(l *slog.Logger) Observer {
 	if l == nil {
 		panic("resilience: SlogObserver: nil Logger")

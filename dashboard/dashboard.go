@@ -27,11 +27,11 @@ var page = template.Must(template.New("page.html").Funcs(funcs).ParseFS(assets, 
 var sections = [...]string{"breakers", "bulkheads", "limiters", "budgets", "outboxes", "sagas", "twophase", "projections", "events"}
 
 // Dashboard is a live page of the state of the breakers, bulkheads, rate
-// limiters, outboxes, saga coordinators, two-phase commit coordinators
-// and projections it was given, and of the last events its [Dashboard.Observer] saw. It is
-// an [http.Handler]; see the package documentation for how to mount it.
-// Make one with [New]; it is safe for concurrent use. The zero value is not
-// usable.
+// limiters, outboxes, saga coordinators, two-phase commit coordinators and
+// projections it was given, and of the last events its [Dashboard.Observer]
+// saw. It is an [http.Handler]; see the package documentation for how to
+// mount it. Make one with [New]; it is safe for concurrent use. The zero
+// value is not usable.
 type Dashboard struct {
 	cfg       config
 	breakers  []*breakerPanel

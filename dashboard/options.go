@@ -115,15 +115,16 @@ func WithSagas(name string, coord *saga.Coordinator) Option {
 	return optionFunc(func(c *config) { c.sagas = append(c.sagas, named[*saga.Coordinator]{name, coord}) })
 }
 
-// WithTwoPhase shows by name the branches in doubt on the participants of
-// c, a two-phase commit coordinator, as [twophase.Coordinator.ListInDoubt]
-// lists them (those of every coordinator: prepared, and not yet committed
-// or rolled back), the oldest [InDoubtShown], with their transaction,
-// coordinator, age and decision. Those in doubt for longer than c's [twophase.WithAlertAfter] are marked
-// as alerts. Recovery ([twophase.Coordinator.RunRecovery]) ends them; the
-// page offers no action. Each look costs a query on each participant and
-// one on c's home for each branch in doubt. c must not be nil, and name
-// must not be empty or another WithTwoPhase's.
+// WithTwoPhase shows by name the branches in doubt on the participants of c,
+// a two-phase commit coordinator, as [twophase.Coordinator.ListInDoubt]
+// lists them (those of every coordinator: prepared, and not yet committed or
+// rolled back), the oldest [InDoubtShown], with their transaction,
+// coordinator, age and decision. Those in doubt for longer than c's
+// [twophase.WithAlertAfter] are marked as alerts. Recovery
+// ([twophase.Coordinator.RunRecovery]) ends them; the page offers no action.
+// Each look costs a query on each participant and one on c's home for each
+// branch in doubt. c must not be nil, and name must not be empty or another
+// WithTwoPhase's.
 func WithTwoPhase(name string, c *twophase.Coordinator) Option {
 	if c == nil {
 		panic("dashboard: WithTwoPhase: nil Coordinator")

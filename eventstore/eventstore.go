@@ -114,10 +114,10 @@ const longestSuffix = len("_subscriptions")
 
 // WithTable returns d with its events in table, and its other tables named
 // after it: table_head, table_streams (PostgreSQL), table_subscriptions,
-// table_snapshots, table_migrations. A table name often comes from configuration, so a bad
-// one is an error: it must be a plain identifier or schema.identifier,
-// letters, digits and underscores, with a table part of at most 49 bytes
-// on PostgreSQL and 50 on MySQL.
+// table_snapshots, table_migrations. A table name often comes from
+// configuration, so a bad one is an error: it must be a plain identifier or
+// schema.identifier, letters, digits and underscores, with a table part of
+// at most 49 bytes on PostgreSQL and 50 on MySQL.
 func (d Dialect) WithTable(table string) (Dialect, error) {
 	if d.db == nil {
 		return d, errZeroDialect

@@ -59,10 +59,11 @@ func TestRelayChild(t *testing.T) {
 	require.NoError(t, relay.Run(context.Background())) // until killed
 }
 
-// A relay killed with SIGKILL 50 times while producers keep enqueueing,
-// half of the times at a random moment after it started and half at a
-// random moment after it first published, loses nothing: after a last clean run every committed
-// message was published at least once, and no rolled-back one ever was.
+// A relay killed with SIGKILL 50 times while producers keep enqueueing, half
+// of the times at a random moment after it started and half at a random
+// moment after it first published, loses nothing: after a last clean run
+// every committed message was published at least once, and no rolled-back
+// one ever was.
 func TestCrashedRelaysLoseNothing(t *testing.T) {
 	const kills = 50
 	for _, database := range servicetest.Databases {

@@ -196,8 +196,8 @@ func WithOnEvent(f func(Event)) Option {
 // WithWaker adds w as a source of wakeups, such as a PostgreSQL LISTEN on
 // the channel of [Dialect.WithNotify] (module
 // github.com/resilience-go/resilience/contrib/pgnotify), for messages
-// enqueued by other processes. Default: none; the relay polls, and is woken by Enqueue calls
-// of its own process.
+// enqueued by other processes. Default: none; the relay polls, and is woken
+// by Enqueue calls of its own process.
 func WithWaker(w Waker) Option {
 	if w == nil {
 		panic("outbox: WithWaker: nil Waker")

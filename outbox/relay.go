@@ -139,16 +139,16 @@ func (r *Relay) Stats() Stats {
 var ErrRunning = errors.New("outbox: relay already running")
 
 // Run publishes messages until ctx is done, then finishes the batch in hand
-// (its publish is not cut short by ctx, only by the publish timeout, and
-// its acknowledgement only by the lease or five seconds, whichever is
-// longer), puts back a batch it claimed ahead, releases its lanes, and returns nil. In
-// unordered mode it claims the next batch, and acknowledges the last, while
-// the Publisher has the current one, so that one relay keeps both the
-// database and the broker busy. Errors of the database or the
-// Publisher do not stop it: it reports them (see [WithOnEvent]) and tries
-// again after a pause, so a relay survives a database restart or a broker
-// outage without help. It wakes at once when this process enqueues a
-// message, and polls otherwise.
+// (its publish is not cut short by ctx, only by the publish timeout, and its
+// acknowledgement only by the lease or five seconds, whichever is longer),
+// puts back a batch it claimed ahead, releases its lanes, and returns nil.
+// In unordered mode it claims the next batch, and acknowledges the last,
+// while the Publisher has the current one, so that one relay keeps both the
+// database and the broker busy. Errors of the database or the Publisher do
+// not stop it: it reports them (see [WithOnEvent]) and tries again after a
+// pause, so a relay survives a database restart or a broker outage without
+// help. It wakes at once when this process enqueues a message, and polls
+// otherwise.
 func (r *Relay) Run(ctx context.Context) error {
 	if !r.busy.CompareAndSwap(false, true) {
 		return ErrRunning

@@ -22,10 +22,10 @@ import (
 // is passed, or when more hosts were added since the last sweep than it
 // kept, so that its cost is spread over the hosts added, as in
 // ratelimit.Keyed; it never drops the host whose call brought it, so that a
-// host called twice in a row keeps its policy. A host called again after its policy was dropped gets a
-// new one, which has forgotten the old one's state. When calls to a new
-// host race, newPolicy may be called more than once for it; one result is
-// kept. newPolicy is called with no lock held.
+// host called twice in a row keeps its policy. A host called again after its
+// policy was dropped gets a new one, which has forgotten the old one's
+// state. When calls to a new host race, newPolicy may be called more than
+// once for it; one result is kept. newPolicy is called with no lock held.
 //
 // The policy is safe for concurrent use, and keeps the contract of
 // resilience.Policy as the host policies do. PerHost panics if newPolicy is

@@ -82,11 +82,11 @@
 //
 // A PostgreSQL branch that is prepared must not LISTEN, UNLISTEN or NOTIFY,
 // create temporary tables, or hold cursors WITH HOLD: PREPARE TRANSACTION
-// refuses them. An outbox whose dialect notifies through
-// contrib/pgnotify ([github.com/resilience-go/resilience/outbox.Dialect.WithNotify]) runs pg_notify in the
-// transaction that enqueues, so it can enqueue only in the home branch,
-// which commits as a local transaction; elsewhere, leave the relay to its
-// poll.
+// refuses them. An outbox whose dialect notifies through contrib/pgnotify
+// ([github.com/resilience-go/resilience/outbox.Dialect.WithNotify]) runs
+// pg_notify in the transaction that enqueues, so it can enqueue only in the
+// home branch, which commits as a local transaction; elsewhere, leave the
+// relay to its poll.
 //
 // # Saga or two-phase commit
 //

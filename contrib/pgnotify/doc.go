@@ -15,13 +15,13 @@
 //
 // # Wakeups
 //
-// [outbox.Dialect.WithNotify] makes [outbox.Outbox.Enqueue] run pg_notify in the transaction that
-// writes the messages, so the notification is sent when it commits, and
-// never for a transaction that rolls back. [Waker.Wait] returns nil when a
-// notification comes; notifications that reach the connection together make
-// one wakeup. A wakeup says only "look now": the relay claims what is there,
-// as it does when it polls, so a wakeup too many costs one query and a
-// wakeup missed costs at most a poll interval.
+// [outbox.Dialect.WithNotify] makes [outbox.Outbox.Enqueue] run pg_notify in
+// the transaction that writes the messages, so the notification is sent when
+// it commits, and never for a transaction that rolls back. [Waker.Wait]
+// returns nil when a notification comes; notifications that reach the
+// connection together make one wakeup. A wakeup says only "look now": the
+// relay claims what is there, as it does when it polls, so a wakeup too many
+// costs one query and a wakeup missed costs at most a poll interval.
 //
 // # Connection
 //

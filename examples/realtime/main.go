@@ -30,17 +30,18 @@
 //	), lookup, lastKnown)
 //
 // The breaker opens after 5 failures in a row, or when half of at least 10
-// calls in the last second failed, for 250ms, doubled up to 1s while its probes fail; half-open, it
-// lets 3 probes through and closes when they succeed. The fallback answers
-// with the last enrichment the subscriber got for the symbol, and the
-// subscriber serves the quote with it, marked stale; when it has none yet,
-// it serves the quote raw, without enrichment.
+// calls in the last second failed, for 250ms, doubled up to 1s while its
+// probes fail; half-open, it lets 3 probes through and closes when they
+// succeed. The fallback answers with the last enrichment the subscriber got
+// for the symbol, and the subscriber serves the quote with it, marked stale;
+// when it has none yet, it serves the quote raw, without enrichment.
 //
 // The enrichment service answers in 0.5-1.5ms, except from a third of
-// -duration to two thirds (rounded to 100ms), when it hangs: each call waits for its 50ms
-// timeout. Without the breaker a subscriber would serve 20 quotes a second
-// while the ticker sends it 200. With it, once the breaker opens, the calls
-// are refused at once and answered from the fallback in microseconds.
+// -duration to two thirds (rounded to 100ms), when it hangs: each call waits
+// for its 50ms timeout. Without the breaker a subscriber would serve 20
+// quotes a second while the ticker sends it 200. With it, once the breaker
+// opens, the calls are refused at once and answered from the fallback in
+// microseconds.
 //
 // # The table
 //

@@ -200,9 +200,9 @@ func Text(s string) string {
 	return s[:n]
 }
 
-// UUIDv7 returns a new UUID of version 7: 48 bits of Unix milliseconds,
-// then random bits, so that IDs sort roughly by time: the ID the stores give a message
-// or an event that has none.
+// UUIDv7 returns a new UUID of version 7: 48 bits of Unix milliseconds, then
+// random bits, so that IDs sort roughly by time: the ID the stores give a
+// message or an event that has none.
 func UUIDv7() string {
 	var u [16]byte
 	ms := uint64(time.Now().UnixMilli())
